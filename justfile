@@ -1,0 +1,47 @@
+# MOSS toolkit recipes. `just --list` shows them; every recipe runs inside ./.venv (made by `just install`).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := justfile_directory() / ".venv/bin"
+export PATH := venv + ":" + env_var("PATH")
+
+# list the recipes
+default:
+    @just --list
+
+# install everything into ./.venv (idempotent; extras: cpu,dev here, gpu,dev on a GPU machine)
+install extras="cpu,dev":
+    bash scripts/install.sh {{extras}}
+
+# build the sample corpus (Debian docs in English and Chinese, this Python's library as code) under data/sample
+sample:
+    moss-data sample --out data/sample
+
+# run the corpus stage of a recipe (resumes if interrupted) and print its report
+corpus recipe="recipes/corpus/sample.yaml":
+    moss-data corpus {{recipe}}
+
+# the main job on the embedded default: sample corpus -> clean, routed shards + report
+demo: sample
+    moss-data corpus recipes/corpus/sample.yaml
+    @echo "clean shards: data/sample/corpus/clean/<route>/ ; report: data/sample/corpus/report/report.md"
+
+# validate a recipe and print it with defaults filled in
+check-recipe recipe:
+    moss-data check-recipe {{recipe}}
+
+# the default test run (slow tests excluded; see test-all)
+test *args:
+    python -m pytest -q {{args}}
+
+# every test, the slow ones included
+test-all *args:
+    python -m pytest -q -m "" {{args}}
+
+# corpus-engine throughput: our word tokenizer and filters against datatrove's defaults, same documents, same run
+bench-corpus:
+    python -m moss_data.bench.corpus --out data/bench
+
+# remove generated data (the sample corpus, runs, benchmarks)
+clean:
+    rm -rf data

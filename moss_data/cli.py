@@ -1,0 +1,87 @@
+"""`moss-data`: the data engine's command line. Every command takes a recipe (YAML) or explicit paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from moss_data.recipe import RecipeError, load_recipe
+
+app = typer.Typer(help="MOSS toolkit data engine.", no_args_is_help=True, add_completion=False)
+
+RecipeArg = Annotated[Path, typer.Argument(help="corpus recipe YAML, e.g. recipes/corpus/sample.yaml")]
+SetOpt = Annotated[
+    Optional[list[str]], typer.Option("--set", help="override a recipe key: --set executor.tasks=4 (value as YAML)")
+]
+
+
+def _overrides(pairs: list[str] | None) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise typer.BadParameter(f"--set takes key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _load_corpus_recipe(path: Path, sets: list[str] | None):
+    from moss_data.corpus.config import CorpusRecipe
+
+    try:
+        return load_recipe(path, CorpusRecipe, _overrides(sets))
+    except RecipeError as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+
+
+@app.command()
+def sample(
+    out: Annotated[Path, typer.Option(help="where the sample corpus goes (raw/ inside)")] = Path("data/sample"),
+    pages: Annotated[int, typer.Option(help="LibreOffice help pages per language")] = 150,
+    force: Annotated[bool, typer.Option(help="rebuild even if complete")] = False,
+):
+    """Build the sample corpus from Debian documentation packages and this interpreter's library."""
+    from moss_data.corpus.sample import SampleCorpusError, build_sample_corpus
+
+    try:
+        raw = build_sample_corpus(out, pages_per_language=pages, force=force)
+    except SampleCorpusError as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.echo(f"sample corpus: {raw} {(raw / '.complete').read_text()}")
+
+
+@app.command()
+def corpus(recipe: RecipeArg, set_: SetOpt = None):
+    """Run the corpus stage of a recipe (resumes: completed tasks are skipped), then write the report."""
+    from moss_data.corpus.pipeline import run_corpus
+
+    cfg = _load_corpus_recipe(recipe, set_)
+    report = run_corpus(cfg)
+    typer.echo((report / "report.md").read_text(encoding="utf-8") if (report / "report.md").exists() else report)
+
+
+@app.command("corpus-report")
+def corpus_report(recipe: RecipeArg, set_: SetOpt = None):
+    """(Re)write the merged stats and report of a corpus run, e.g. after Slurm jobs finished."""
+    from moss_data.corpus.report import write_report
+
+    report = write_report(_load_corpus_recipe(recipe, set_))
+    typer.echo((report / "report.md").read_text(encoding="utf-8"))
+
+
+@app.command("check-recipe")
+def check_recipe(recipe: RecipeArg, set_: SetOpt = None):
+    """Validate a corpus recipe and print it with every default filled in."""
+    cfg = _load_corpus_recipe(recipe, set_)
+    typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

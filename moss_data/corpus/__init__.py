@@ -1,0 +1,1 @@
+"""Corpus engine: raw web pages and code -> extracted, language-routed, filtered, PII-scrubbed document shards."""

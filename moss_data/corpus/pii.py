@@ -1,0 +1,114 @@
+"""PII and secrets scrubbing with counts.
+
+Replaces e-mail addresses, public IP addresses and secrets (API keys, access tokens, private keys, passwords in
+assignments) with placeholders, the convention of BigCode's PII pipeline: ``<EMAIL>``, ``<IP_ADDRESS>``, ``<KEY>``.
+Each replacement is counted per kind in the step's stats (``pii_email``, ``pii_ip``, ``secret_aws_access_key``, ...)
+and in ``metadata['pii']`` of the document. Private and reserved IPs (127.0.0.1, 10.x, 192.168.x) and the
+documentation domains ``example.com/org/net`` are left alone: they identify nobody.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from moss_data.recipe import StrictModel
+
+EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b")
+IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:])")
+
+# name -> pattern; group "secret" (when present) is the part replaced, so `api_key = "..."` keeps its name.
+SECRET_PATTERNS: dict[str, re.Pattern] = {
+    "private_key": re.compile(
+        r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP )?PRIVATE KEY(?: BLOCK)?-----[\s\S]+?"
+        r"-----END (?:RSA |EC |DSA |OPENSSH |PGP )?PRIVATE KEY(?: BLOCK)?-----"
+    ),
+    "aws_access_key": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "github_token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{60,255})\b"),
+    "slack_token": re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
+    "openai_key": re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b"),
+    "google_api_key": re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    "stripe_key": re.compile(r"\b[rs]k_live_[0-9A-Za-z]{16,}\b"),
+    "jwt": re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b"),
+    # `password = "hunter2!"`, `API_KEY: 'abc...'`: a quoted literal assigned to a secret-sounding name.
+    "assigned_secret": re.compile(
+        r"(?i)\b[\w.-]*(?:password|passwd|secret|api_?key|access_?token|auth_?token)[\w.-]*\s*[:=]\s*"
+        r"(?P<q>['\"])(?P<secret>[^'\"\s]{8,200})(?P=q)"
+    ),
+}
+PLACEHOLDER_VALUES = frozenset({"<KEY>", "<PASSWORD>", "xxxxxxxx", "********", "changeme", "password"})
+DOC_DOMAINS = ("example.com", "example.org", "example.net")
+
+
+class PIIConfig(StrictModel):
+    emails: bool = True
+    ips: bool = True
+    secrets: bool = True
+    email_replacement: str = "<EMAIL>"
+    ip_replacement: str = "<IP_ADDRESS>"
+    secret_replacement: str = "<KEY>"
+
+
+def _is_public_ip(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).is_global
+    except ValueError:
+        return False
+
+
+def scrub(text: str, cfg: PIIConfig) -> tuple[str, Counter]:
+    """Returns the scrubbed text and a count of replacements per kind."""
+    counts: Counter = Counter()
+
+    def sub(pattern: re.Pattern, kind: str, replacement: str, keep=lambda s: False):
+        nonlocal text
+
+        def repl(m: re.Match) -> str:
+            whole = m.group(0)
+            secret = m.groupdict().get("secret")
+            target = secret if secret is not None else whole
+            if keep(target):
+                return whole
+            counts[kind] += 1
+            if secret is not None:
+                start, end = m.span("secret")
+                return whole[: start - m.start()] + replacement + whole[end - m.start() :]
+            return replacement
+
+        text = pattern.sub(repl, text)
+
+    if cfg.secrets:
+        for kind, pattern in SECRET_PATTERNS.items():
+            sub(pattern, f"secret_{kind}", cfg.secret_replacement, keep=lambda s: s in PLACEHOLDER_VALUES)
+    if cfg.emails:
+        sub(EMAIL, "pii_email", cfg.email_replacement, keep=lambda s: s.lower().endswith(DOC_DOMAINS))
+    if cfg.ips:
+        sub(IPV4, "pii_ip", cfg.ip_replacement, keep=lambda s: not _is_public_ip(s))
+        sub(IPV6, "pii_ip", cfg.ip_replacement, keep=lambda s: not _is_public_ip(s))
+    return text, counts
+
+
+class PIIScrubber(PipelineStep):
+    name = "🔒 PII & secrets"
+    type = "✂️ - FORMAT"
+
+    def __init__(self, config: PIIConfig | None = None):
+        super().__init__()
+        self.config = config or PIIConfig()
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for doc in data:
+            with self.track_time():
+                doc.text, counts = scrub(doc.text, self.config)
+            self.stat_update("total")
+            if counts:
+                self.stat_update("docs_with_pii")
+                doc.metadata["pii"] = dict(counts)
+                for kind, n in counts.items():
+                    self.stat_update(kind, value=n)
+            yield doc

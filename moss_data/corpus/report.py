@@ -1,0 +1,185 @@
+"""Merged stats and the corpus report.
+
+datatrove's local executor writes ``stats.json`` with only the tasks of the latest invocation, so after a resume it
+under-counts. We merge the per-task files (``logs/<source>/stats/<rank>.json``), which completed tasks keep across
+runs, so the totals are the same whether a run went through at once or was resumed.
+
+Outputs in ``report/``: ``stats.json`` (per source, per step, datatrove's stats format, merged over tasks),
+``summary.json`` (the tables below as data), ``report.md`` (kept documents and characters per route and source,
+removals by route, step and reason, reader skips by reason) and ``removals.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+from datatrove.utils.stats import PipelineStats
+from loguru import logger
+
+from moss_data.corpus.config import CorpusRecipe
+from moss_data.corpus.langid import ROUTES
+from moss_data.corpus.shards import iter_documents
+
+_TYPE_PREFIX = re.compile(r"^[^:]*-\s*[A-Z]+:\s*")
+
+
+def merged_stats(logging_dir: Path) -> PipelineStats:
+    """Sum of every task's stats file in a datatrove logging dir (across runs: resumed tasks are not re-counted)."""
+    files = sorted((logging_dir / "stats").glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"no task stats under {logging_dir}/stats: has this source been run?")
+    total = PipelineStats.from_json(json.loads(files[0].read_text()))
+    for f in files[1:]:
+        total = total + PipelineStats.from_json(json.loads(f.read_text()))
+    return total
+
+
+def _total(value) -> float:
+    return value["total"] if isinstance(value, dict) else value
+
+
+def step_rows(source: str, stats: PipelineStats) -> list[dict]:
+    """One row per (step, metric) with the step's route when it is route-gated."""
+    rows = []
+    for step in stats.stats:
+        name = _TYPE_PREFIX.sub("", step.name)
+        route = name.split(":", 1)[0] if name.split(":", 1)[0] in ROUTES else None
+        for metric, value in step.stats.to_dict().items():
+            rows.append({"source": source, "step": name, "route": route, "metric": metric, "value": _total(value)})
+    return rows
+
+
+def kept_documents(clean_dir: Path) -> pl.DataFrame:
+    """Per route and source: documents and characters actually in the clean shards (read back, not trusted)."""
+    counts: Counter = Counter()
+    chars: Counter = Counter()
+    for doc in iter_documents(clean_dir, "*/*.jsonl.gz"):
+        key = (doc["metadata"]["route"], doc["metadata"]["source"])
+        counts[key] += 1
+        chars[key] += len(doc["text"])
+    return pl.DataFrame(
+        [{"route": r, "source": s, "documents": n, "characters": chars[(r, s)]} for (r, s), n in sorted(counts.items())],
+        schema={"route": pl.Utf8, "source": pl.Utf8, "documents": pl.Int64, "characters": pl.Int64},
+    )
+
+
+def _markdown(df: pl.DataFrame) -> str:
+    if df.is_empty():
+        return "_none_\n"
+    header = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
+    body = "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in df.iter_rows())
+    return header + body
+
+
+def build_tables(recipe: CorpusRecipe) -> dict[str, pl.DataFrame]:
+    rows = []
+    for source in recipe.sources:
+        logging_dir = recipe.output_dir / "logs" / source.name
+        if not (logging_dir / "stats").exists():
+            logger.warning(f"report: source {source.name} has no stats yet, left out")
+            continue
+        rows += step_rows(source.name, merged_stats(logging_dir))
+    steps = pl.DataFrame(
+        rows, schema={"source": pl.Utf8, "step": pl.Utf8, "route": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64}
+    )
+    removals = (
+        steps.filter(pl.col("metric").str.starts_with("dropped_"))
+        .with_columns(reason=pl.col("metric").str.strip_prefix("dropped_"), route=pl.col("route").fill_null("(all)"))
+        .group_by("route", "step", "reason")
+        .agg(documents=pl.col("value").sum().cast(pl.Int64))
+        .sort("route", "documents", descending=[False, True])
+    )
+    extraction = (
+        steps.filter(pl.col("step").str.contains("Trafilatura") & pl.col("metric").is_in(["timeout", "clean_error", "broken_process", "dropped"]))
+        .group_by("metric")
+        .agg(documents=pl.col("value").sum().cast(pl.Int64))
+        .rename({"metric": "reason"})
+        .sort("reason")
+    )
+    skips = (
+        steps.filter(pl.col("metric").str.starts_with("skipped_"))
+        .with_columns(reason=pl.col("metric").str.strip_prefix("skipped_"))
+        .group_by("source", "reason")
+        .agg(records=pl.col("value").sum().cast(pl.Int64))
+        .sort("source", "reason")
+    )
+    routed = (
+        steps.filter(pl.col("metric").str.starts_with("route_"))
+        .with_columns(route=pl.col("metric").str.strip_prefix("route_"))
+        .group_by("source", "route")
+        .agg(documents=pl.col("value").sum().cast(pl.Int64))
+        .sort("source", "route")
+    )
+    pii = (
+        steps.filter(pl.col("step").str.contains("PII") & pl.col("metric").str.contains(r"^(pii_|secret_)"))
+        .group_by("metric")
+        .agg(count=pl.col("value").sum().cast(pl.Int64))
+        .rename({"metric": "kind"})
+        .sort("kind")
+    )
+    return {
+        "kept": kept_documents(recipe.output_dir / "clean"),
+        "routed": routed,
+        "removals": removals,
+        "extraction_failures": extraction,
+        "reader_skips": skips,
+        "pii": pii,
+        "steps": steps,
+    }
+
+
+def _plot_removals(removals: pl.DataFrame, kept: pl.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, max(3.0, 0.32 * len(removals) + 1.5)))
+    by_route = kept.group_by("route").agg(pl.col("documents").sum()).sort("route")
+    axes[0].bar(by_route["route"].to_list(), by_route["documents"].to_list(), color="#4c72b0")
+    axes[0].set_title("kept documents per route")
+    labels = [f"{r} · {reason}" for r, reason in zip(removals["route"], removals["reason"])]
+    axes[1].barh(labels[::-1], removals["documents"].to_list()[::-1], color="#c44e52")
+    axes[1].set_title("removed documents by route and reason")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(recipe: CorpusRecipe) -> Path:
+    report_dir = recipe.output_dir / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    merged = {}
+    for source in recipe.sources:
+        logging_dir = recipe.output_dir / "logs" / source.name
+        if (logging_dir / "stats").exists():
+            merged[source.name] = json.loads(merged_stats(logging_dir).to_json())
+    (report_dir / "stats.json").write_text(json.dumps(merged, indent=2, ensure_ascii=False))
+
+    tables = build_tables(recipe)
+    summary = {name: df.to_dicts() for name, df in tables.items() if name != "steps"}
+    (report_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    _plot_removals(tables["removals"], tables["kept"], report_dir / "removals.png")
+
+    kept = tables["kept"]
+    totals = kept.group_by("route").agg(pl.col("documents").sum(), pl.col("characters").sum()).sort("route")
+    md = [f"# Corpus report: {recipe.name}\n", f"Output: `{recipe.output_dir}`\n"]
+    sections = [
+        ("Kept documents per route", totals),
+        ("Kept documents per route and source", kept),
+        ("Language routing (documents reaching the router)", tables["routed"]),
+        ("Removed documents by route, step and reason", tables["removals"]),
+        ("Extraction failures", tables["extraction_failures"]),
+        ("Reader skips (records that never became documents)", tables["reader_skips"]),
+        ("PII and secrets replaced", tables["pii"]),
+    ]
+    for title, df in sections:
+        md.append(f"\n## {title}\n\n{_markdown(df)}")
+    md.append("\n![removals](removals.png)\n")
+    (report_dir / "report.md").write_text("".join(md), encoding="utf-8")
+    logger.info(f"corpus report: {report_dir / 'report.md'}")
+    return report_dir

