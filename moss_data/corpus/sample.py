@@ -180,7 +180,7 @@ def build_code(out: Path) -> int:
     yaml_dir = Path(yaml.__file__).parent
     repo = out / "pyyaml"
     shutil.copytree(yaml_dir, repo / "yaml", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"), dirs_exist_ok=True)
-    for dist in yaml_dir.parent.glob("PyYAML-*.dist-info"):
+    for dist in (d for d in yaml_dir.parent.glob("*.dist-info") if d.name.lower().startswith("pyyaml-")):
         for lic in list(dist.glob("LICENSE*")) + list(dist.glob("licenses/LICENSE*")):
             shutil.copy(lic, repo / "LICENSE")
     n += sum(1 for p in repo.rglob("*") if p.is_file())

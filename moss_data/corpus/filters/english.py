@@ -19,14 +19,21 @@ from datatrove.utils.word_tokenizers import WordTokenizer, simple_span_tokenize,
 
 from moss_data.recipe import StrictModel
 
-_PUNCT_EDGES = re.compile(r"^([^\w\s]*)(.*?)([^\w\s]*)$", re.DOTALL)
+# spaCy's English rules, reduced to what changes counts on web text: which marks split off the front or the
+# back of a whitespace chunk, which split inside it, and contractions.
+_PREFIX = re.compile(r"""^[\"'(\[{<«“‘`*¡¿§$£€#…]+""")
+_SUFFIX = re.compile(r"""(?:[\"')\]}>»”’,;:!?…%*]|\.+)+$""")
+_ABBREVIATION = re.compile(r"[^\W\d_]\.[^\W\d_]+$")  # "e.g", "i.e", "U.S" keep their final period
+_INFIX = re.compile(r"((?<=\w)-+(?=\w)|(?<=[^\W\d_])/(?=[^\W\d_]))")
+_CONTRACTION = re.compile(r"(?i)^(\w+?)(n't|'s|'re|'ve|'ll|'d|'m)$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 
 
 class RegexWordTokenizer(WordTokenizer):
-    """spaCy-like without spaCy: split on whitespace, then peel leading and trailing punctuation off as one token
-    per mark; inner punctuation stays (``/usr/share``, ``don't``, ``3.14`` are one word each). On real English pages
-    its Gopher decisions match datatrove's spaCy tokenizer on 99% of documents at ~8x the speed (tests check this).
+    """spaCy-like without spaCy: split on whitespace, peel quotes, brackets and sentence punctuation off the ends
+    (abbreviations such as ``e.g.`` keep their period), split hyphens and slashes between words and contractions
+    (``don't`` -> ``do n't``). On real English pages its Gopher decisions match datatrove's spaCy tokenizer on ~97%
+    of documents at ~8x the speed (tests check >= 95%).
     """
 
     def __init__(self, language: str = "en"):
@@ -35,11 +42,20 @@ class RegexWordTokenizer(WordTokenizer):
     def word_tokenize(self, text: str) -> list[str]:
         words: list[str] = []
         for chunk in text.split():
-            prefix, core, suffix = _PUNCT_EDGES.match(chunk).groups()
-            words.extend(prefix)
-            if core:
-                words.append(core)
-            words.extend(suffix)
+            prefix = _PREFIX.match(chunk)
+            start = prefix.end() if prefix else 0
+            words.extend(chunk[:start])
+            suffix = _SUFFIX.search(chunk, start)
+            end = suffix.start() if suffix else len(chunk)
+            if suffix and chunk[end] == "." and _ABBREVIATION.search(chunk, start, end):
+                end += 1
+            for piece in _INFIX.split(chunk[start:end]):
+                if not piece:
+                    continue
+                contraction = _CONTRACTION.match(piece)
+                words.extend(contraction.groups() if contraction else (piece,))
+            if end < len(chunk):
+                words.extend(re.findall(r"\.+|.", chunk[end:]))  # "..." is one token, other marks one each
         return words
 
     def sent_tokenize(self, text: str) -> list[str]:
