@@ -142,8 +142,11 @@ class SafeWarcReader(SkipCountingMixin, WarcReader):
         from warcio.exceptions import ArchiveLoadFailed
 
         ri = -1
+        # warcio reads per-record gzip members itself and notices a cut member; a GzipFile around the whole file
+        # (what datatrove's "infer" gives) ends silently on the first read error and loses the good records too.
+        compression = None if filepath.endswith(".gz") else self.compression
         try:
-            with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
+            with self.data_folder.open(filepath, "rb", compression=compression) as f:
                 for ri, record in enumerate(ArchiveIterator(f)):
                     doc = self._record_to_document(record, filepath, ri)
                     if doc is not None:

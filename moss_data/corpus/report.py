@@ -38,7 +38,7 @@ def merged_stats(logging_dir: Path) -> PipelineStats:
     return total
 
 
-def _total(value) -> float:
+def metric_total(value) -> float:
     return value["total"] if isinstance(value, dict) else value
 
 
@@ -49,7 +49,7 @@ def step_rows(source: str, stats: PipelineStats) -> list[dict]:
         name = _TYPE_PREFIX.sub("", step.name)
         route = name.split(":", 1)[0] if name.split(":", 1)[0] in ROUTES else None
         for metric, value in step.stats.to_dict().items():
-            rows.append({"source": source, "step": name, "route": route, "metric": metric, "value": _total(value)})
+            rows.append({"source": source, "step": name, "route": route, "metric": metric, "value": metric_total(value)})
     return rows
 
 

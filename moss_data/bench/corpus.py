@@ -1,0 +1,129 @@
+"""`just bench-corpus`: throughput of the corpus engine's pieces against datatrove's defaults, on the sample corpus.
+
+Single-process figures (MB/s per core of input text) for: the English Gopher filters with our word tokenizer vs
+datatrove's spaCy default (and how often their decisions agree), language routing, and the Chinese filter vs
+datatrove's Gopher filter with its ``zh`` tokenizer (and what share of real Chinese each keeps). Then the whole
+corpus stage on the sample recipe, wall clock. Writes ``<out>/corpus.json`` and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from datatrove.data import Document
+from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilter
+from datatrove.utils.word_tokenizers import load_word_tokenizer
+from tqdm import tqdm
+
+from moss_data.corpus.config import CorpusRecipe
+from moss_data.corpus.filters.chinese import ChineseQualityFilter
+from moss_data.corpus.filters.english import RegexWordTokenizer
+from moss_data.corpus.langid import LanguageRouter
+from moss_data.corpus.pipeline import run_corpus
+from moss_data.corpus.sample import build_sample_corpus
+from moss_data.corpus.shards import iter_documents
+from moss_data.recipe import load_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _mb(texts: list[str]) -> float:
+    return sum(len(t.encode("utf-8")) for t in texts) / 1e6
+
+
+def _time(fn, texts: list[str], label: str) -> tuple[float, list]:
+    fn(texts[0])  # warm-up: model and tokenizer loading is not throughput
+    start = time.perf_counter()
+    results = [fn(t) for t in tqdm(texts, desc=label, unit="doc", leave=False)]
+    return time.perf_counter() - start, results
+
+
+def _gopher(tokenizer):
+    filters = [GopherRepetitionFilter(language=tokenizer), GopherQualityFilter(language=tokenizer)]
+
+    def run(text: str) -> bool:
+        doc = Document(text=text, id="b")
+        return all(f.filter(doc) is True for f in filters)
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("data/bench"))
+    parser.add_argument("--sample", type=Path, default=Path("data/sample"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    build_sample_corpus(args.sample)
+
+    # One run of the whole corpus stage gives the routed documents the pieces are timed on.
+    recipe = load_recipe(REPO / "recipes/corpus/sample.yaml", CorpusRecipe)
+    for source in recipe.sources:
+        source.path = str(args.sample / "raw" / Path(source.path).relative_to("data/sample/raw"))
+    recipe.output_dir = args.out / "corpus_run"
+    shutil.rmtree(recipe.output_dir, ignore_errors=True)
+    start = time.perf_counter()
+    run_corpus(recipe)
+    stage_s = time.perf_counter() - start
+    docs = list(iter_documents(recipe.output_dir / "clean")) + list(iter_documents(recipe.output_dir / "excluded"))
+    en = [d["text"] for d in docs if d["metadata"].get("route") == "en"]
+    zh = [d["text"] for d in docs if d["metadata"].get("route") == "zh"]
+    web = [d["text"] for d in docs if d["metadata"].get("route") in ("en", "zh", "other")]
+
+    rows = []
+    t_spacy, spacy_keep = _time(_gopher(load_word_tokenizer("en")), en, "gopher/spaCy")
+    t_ours, ours_keep = _time(_gopher(RegexWordTokenizer()), en, "gopher/regex")
+    agree = sum(a == b for a, b in zip(spacy_keep, ours_keep)) / len(en)
+    rows.append(
+        {
+            "what": "English Gopher quality+repetition",
+            "baseline": "datatrove default (spaCy tokenizer)",
+            "docs": len(en),
+            "MB": round(_mb(en), 2),
+            "baseline_MB_s": round(_mb(en) / t_spacy, 2),
+            "ours_MB_s": round(_mb(en) / t_ours, 2),
+            "speedup": round(t_spacy / t_ours, 1),
+            "note": f"same decision on {agree:.1%} of documents",
+        }
+    )
+    router = LanguageRouter()
+    t_lid, _ = _time(router.classify, web, "lid.176")
+    rows.append(
+        {"what": "language routing (lid.176)", "baseline": "-", "docs": len(web), "MB": round(_mb(web), 2),
+         "baseline_MB_s": None, "ours_MB_s": round(_mb(web) / t_lid, 2), "speedup": None, "note": ""}
+    )
+    dt_zh = GopherQualityFilter(language="zh")
+    t_dt, dt_keep = _time(lambda t: dt_zh.filter(Document(text=t, id="b")) is True, zh, "gopher/zh")
+    ours_zh = ChineseQualityFilter()
+    t_zh, zh_keep = _time(lambda t: ours_zh.filter(Document(text=t, id="b")) is True, zh, "chinese filter")
+    rows.append(
+        {
+            "what": "Chinese quality filter",
+            "baseline": "datatrove Gopher quality, zh tokenizer",
+            "docs": len(zh),
+            "MB": round(_mb(zh), 2),
+            "baseline_MB_s": round(_mb(zh) / t_dt, 2),
+            "ours_MB_s": round(_mb(zh) / t_zh, 2),
+            "speedup": round(t_dt / t_zh, 1),
+            "note": f"keeps {sum(zh_keep) / len(zh):.0%} of real zh docs; datatrove keeps {sum(dt_keep) / len(zh):.0%}",
+        }
+    )
+    raw_mb = sum(p.stat().st_size for p in (args.sample / "raw").rglob("*") if p.is_file()) / 1e6
+    rows.append(
+        {"what": "whole corpus stage, sample recipe (2 tasks)", "baseline": "-", "docs": len(docs),
+         "MB": round(raw_mb, 2), "baseline_MB_s": None, "ours_MB_s": round(raw_mb / stage_s, 2), "speedup": None,
+         "note": f"{stage_s:.1f} s wall clock, raw input (compressed) MB"}
+    )
+    (args.out / "corpus.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False))
+    cols = ["what", "baseline", "docs", "MB", "baseline_MB_s", "ours_MB_s", "speedup", "note"]
+    print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join("" if r[c] is None else str(r[c]) for c in cols) + " |")
+
+
+if __name__ == "__main__":
+    main()
