@@ -33,6 +33,26 @@ except ImportError:  # pragma: no cover
     pass
 
 
+def iter_lines(f, block_size: int = 1 << 16) -> Iterator[bytes]:
+    """Lines of a binary stream by block reads (zstd's decompression reader cannot be iterated line by line).
+
+    ``read1`` returns what one decompression step gives, so the lines before a damaged spot in a compressed file
+    are yielded before the error is raised; ``read(n)`` would raise first and lose them.
+    """
+    read = getattr(f, "read1", f.read)
+    parts: list[bytes] = []  # pieces of the unfinished line (a list: a 50 MB line must not be re-copied per block)
+    while block := read(block_size):
+        if b"\n" not in block:
+            parts.append(block)
+            continue
+        first, *middle, last = block.split(b"\n")
+        yield b"".join(parts) + first
+        yield from middle
+        parts = [last] if last else []
+    if parts:
+        yield b"".join(parts)
+
+
 class SkipLog:
     """Counts skipped records on a pipeline step and appends one JSON line per skip to a per-rank log file."""
 
@@ -99,7 +119,7 @@ class SafeJsonlReader(SkipCountingMixin, JsonlReader):
     def read_file(self, filepath: str) -> Iterator[Document]:
         try:
             with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
-                for li, raw in enumerate(f):
+                for li, raw in enumerate(iter_lines(f)):
                     doc = self._parse_line(raw, filepath, li)
                     if doc is not None:
                         yield doc

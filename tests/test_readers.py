@@ -1,0 +1,83 @@
+"""Input formats beyond the sample corpus: WET conversion records, zstd JSONL, a corrupt parquet file."""
+
+from __future__ import annotations
+
+import io
+import sysconfig
+from pathlib import Path
+
+import orjson
+import zstandard
+from warcio.warcwriter import WARCWriter
+
+from moss_data.corpus.readers import SafeJsonlReader, SafeParquetReader, SafeWarcReader
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+def real_paragraphs(n: int) -> list[str]:
+    """English prose paragraphs from this interpreter's license file (the history of the software)."""
+    text = (STDLIB / "LICENSE.txt").read_text()
+    paras = [" ".join(p.split()) for p in text.split("\n\n") if len(p) > 300]
+    assert len(paras) >= n
+    return paras[:n]
+
+
+def test_wet_conversion_records_are_read_as_text(tmp_path):
+    paras = real_paragraphs(3)
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=True)
+    for i, p in enumerate(paras):
+        record = writer.create_warc_record(
+            f"https://example.org/{i}",
+            "conversion",
+            payload=io.BytesIO(p.encode()),
+            warc_headers_dict={"WARC-Identified-Payload-Type": "text/plain"},
+            warc_content_type="text/plain",
+        )
+        writer.write_record(record)
+    (tmp_path / "crawl.warc.wet.gz").write_bytes(buf.getvalue())
+    reader = SafeWarcReader(str(tmp_path), source="wet")
+    docs = list(reader.run())
+    assert [d.text for d in docs] == paras
+    assert [d.metadata["url"] for d in docs] == [f"https://example.org/{i}" for i in range(3)]
+
+
+def test_zstd_jsonl(tmp_path):
+    paras = real_paragraphs(2)
+    raw = b"".join(orjson.dumps({"id": str(i), "text": p}) + b"\n" for i, p in enumerate(paras))
+    (tmp_path / "part.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
+    docs = list(SafeJsonlReader(str(tmp_path), source="z").run())
+    assert [d.text for d in docs] == paras
+
+
+def test_corrupt_parquet_is_a_counted_skip(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paras = real_paragraphs(2)
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.Table.from_pylist([{"id": "a", "text": paras[0]}, {"id": "b", "text": ""}]), tmp_path / "in/a.parquet")
+    (tmp_path / "in/b.parquet").write_bytes(b"PAR1 this is not a parquet file PAR1")
+    reader = SafeParquetReader(str(tmp_path / "in"), source="pq", skip_log_folder=str(tmp_path / "skips"))
+    docs = list(reader.run())
+    assert [d.id for d in docs] == ["a"]
+    stats = reader.stats.stats.to_dict()
+    assert stats["skipped_empty"] == 1 and stats["skipped_corrupt_parquet"] == 1
+    log = [orjson.loads(line) for line in (tmp_path / "skips" / "pq_00000.jsonl").read_bytes().splitlines()]
+    assert [e["reason"] for e in log] == ["empty", "corrupt_parquet"]
+
+
+def test_iter_lines_across_block_boundaries():
+    from moss_data.corpus.readers import iter_lines
+
+    cases = {
+        b"a\nbb\n\nccc": [b"a", b"bb", b"", b"ccc"],
+        b"a\n": [b"a"],
+        b"": [],
+        b"\n\n": [b"", b""],
+        b"x" * 10 + b"\ny": [b"x" * 10, b"y"],
+    }
+    for data, expected in cases.items():
+        for block in (1, 3, 4, 64):
+            assert list(iter_lines(io.BytesIO(data), block)) == expected, (data, block)
