@@ -26,6 +26,9 @@ class SourceConfig(StrictModel):
     content: Literal["html", "text"] | None = Field(
         None, description="html is run through trafilatura; default: html for warc, text otherwise"
     )
+    route: Literal["en", "zh", "code", "other"] | None = Field(
+        None, description="route every document of this source here instead of by language ID (e.g. code in parquet)"
+    )
     text_key: str = "text"
     id_key: str = "id"
     limit: int = Field(-1, description="documents per task, -1 for all (debugging)")
@@ -36,6 +39,8 @@ class SourceConfig(StrictModel):
             object.__setattr__(self, "content", "html" if self.kind == "warc" else "text")
         if self.kind == "code" and self.content == "html":
             raise ValueError("a code source cannot have content: html")
+        if self.kind == "code" and self.route not in (None, "code"):
+            raise ValueError("a code source always routes to code")
         return self
 
 

@@ -32,7 +32,8 @@ def lid176_model_path() -> Path:
 class LanguageRouter(PipelineStep):
     """Sets ``metadata['language']``, ``language_score`` and ``route`` (en, zh or other) on each web document.
 
-    A document goes to ``en``/``zh`` when lid.176's top label is that language with at least ``min_score``;
+    With ``force_route`` every document goes to that route, without LID. Otherwise a document that already
+    carries a known route keeps it, and one goes to ``en``/``zh`` when lid.176's top label is that language with at least ``min_score``;
     anything else goes to ``other`` (kept and written, not dropped: other languages are out of this recipe's mix
     but not garbage). About ``max_chars`` characters of mostly-letter words are classified, on one line, as
     fastText's predict wants.
@@ -41,8 +42,11 @@ class LanguageRouter(PipelineStep):
     name = "🌍 Language router"
     type = "🔀 - ROUTER"
 
-    def __init__(self, min_score: dict[str, float] | None = None, max_chars: int = 4000):
+    def __init__(self, min_score: dict[str, float] | None = None, max_chars: int = 4000, force_route: str | None = None):
         super().__init__()
+        if force_route is not None and force_route not in ROUTES:
+            raise ValueError(f"force_route must be one of {ROUTES}, got {force_route!r}")
+        self.force_route = force_route
         self.min_score = {"en": 0.65, "zh": 0.5} if min_score is None else dict(min_score)
         self.max_chars = max_chars
         self._model = None
@@ -72,10 +76,19 @@ class LanguageRouter(PipelineStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         for doc in data:
-            if doc.metadata.get("route"):
-                self.stat_update(f"route_{doc.metadata['route']}")
+            if self.force_route:  # the recipe routes this whole source (e.g. code shipped as parquet)
+                doc.metadata["route"] = self.force_route
+                self.stat_update(f"route_{self.force_route}")
                 yield doc
                 continue
+            preset = doc.metadata.get("route")
+            if preset in ROUTES:  # set by the code reader (or an upstream stage): trusted
+                self.stat_update(f"route_{preset}")
+                yield doc
+                continue
+            if preset is not None:  # an input field named "route": it names an output folder, so never trust it
+                self.stat_update("route_preset_ignored")
+                doc.metadata["input_route"] = str(preset)[:100]
             with self.track_time():
                 language, score = self.classify(doc.text)
                 doc.metadata["language"] = language

@@ -72,12 +72,18 @@ def build_pipeline(recipe: CorpusRecipe, source: SourceConfig) -> list:
             Trafilatura(favour_precision=recipe.extraction.favour_precision, timeout=recipe.extraction.timeout_s)
         )
     if source.kind != "code":
-        steps.append(LanguageRouter(min_score=recipe.language_id.min_score, max_chars=recipe.language_id.max_chars))
+        steps.append(
+            LanguageRouter(
+                min_score=recipe.language_id.min_score,
+                max_chars=recipe.language_id.max_chars,
+                force_route=source.route,
+            )
+        )
         for f in build_english_filters(recipe.filters.en):
             steps.append(RouteGate("en", f, exclusion_writer=exclusions(f"en {f.name}")))
         if recipe.filters.zh.enabled:
             steps.append(RouteGate("zh", ChineseQualityFilter(recipe.filters.zh), exclusions("zh quality")))
-    if recipe.filters.code.enabled:
+    if recipe.filters.code.enabled and (source.kind == "code" or source.route == "code"):
         steps.append(RouteGate("code", CodeQualityFilter(recipe.filters.code), exclusions("code quality")))
     steps.append(PIIScrubber(recipe.pii))
     steps.append(JsonlWriter(str(out / "clean"), output_filename=f"${{route}}/{source.name}_${{rank}}.jsonl.gz"))
