@@ -1,0 +1,69 @@
+"""Stable document ids and the lineage check between dedup stages.
+
+A document's ``doc_uid`` is the xxh3-64 of its source name and source id: the same document gets the same uid in
+every run. An input *fingerprint* is a hash over the input files' names, sizes and content hashes, and the uids they
+hold. A removal list records the fingerprint of the input it was computed on; applying it to anything else raises
+:class:`LineageError`, as does a uid the input does not contain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import xxhash
+
+
+class LineageError(RuntimeError):
+    """A removal list does not belong to the input it is being applied to."""
+
+
+def doc_uid(source: str, doc_id: str) -> str:
+    return xxhash.xxh3_64_hexdigest(f"{source}\0{doc_id}")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def input_fingerprint(files: list[Path], root: Path, uids: list[str]) -> str:
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(f"{f.relative_to(root)}\0{f.stat().st_size}\0{file_sha256(f)}\n".encode())
+    for uid in sorted(uids):
+        h.update(uid.encode() + b"\n")
+    return h.hexdigest()
+
+
+@dataclass
+class RemovalList:
+    """Documents to remove from one exact input, with why."""
+
+    input_fingerprint: str
+    entries: dict[str, dict] = field(default_factory=dict)  # uid -> {"reason", "duplicate_of", "similarity"}
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps({"input_fingerprint": self.input_fingerprint, "entries": self.entries}))
+        tmp.replace(path)  # atomic: a reader never sees half a list
+
+    @classmethod
+    def load(cls, path: Path) -> "RemovalList":
+        data = orjson.loads(path.read_bytes())
+        return cls(input_fingerprint=data["input_fingerprint"], entries=data["entries"])
+
+    def check_applies_to(self, fingerprint: str, uids: set[str]) -> None:
+        if fingerprint != self.input_fingerprint:
+            raise LineageError(
+                f"removal list was computed on input {self.input_fingerprint[:12]} but this input is "
+                f"{fingerprint[:12]}: the input changed since; recompute the removals (rerun the dedup stage)"
+            )
+        unknown = [uid for uid in self.entries if uid not in uids]
+        if unknown:
+            raise LineageError(f"{len(unknown)} removal(s) name documents not in this input, e.g. {unknown[:3]}")

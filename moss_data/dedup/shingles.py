@@ -1,0 +1,75 @@
+"""Language-aware shingles as numpy arrays of 32-bit hashes (stored in uint64 for the MinHash arithmetic).
+
+Tokens per route (text NFKC-normalized first):
+- ``en`` / ``other``: lower-cased word runs (``\\w+``); punctuation is dropped, as in datatrove's simplified text.
+- ``zh``: each CJK character is a token, other word runs are tokens (datatrove gives Chinese one giant "word" per
+  line and so near-zero MinHash recall).
+- ``code``: identifiers, numbers and single operator/bracket characters, case kept (``a.b`` and ``ab`` differ).
+
+A shingle is ``n`` consecutive tokens. Each token is hashed once (xxh3 of its UTF-8), and shingle hashes are built
+from the token hashes with vectorized numpy arithmetic: no per-shingle Python string is ever made, which is what
+makes signatures fast (see ``just bench-dedup``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import numpy as np
+import xxhash
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+TOKEN_PATTERNS: dict[str, re.Pattern] = {
+    "en": re.compile(r"\w+"),
+    "zh": re.compile(rf"[{_CJK}]|[^\W{_CJK}]+"),
+    "code": re.compile(r"[A-Za-z_]\w*|\d[\w.]*|[^\w\s]"),
+}
+TOKEN_PATTERNS["other"] = TOKEN_PATTERNS["en"]
+LOWERCASE = {"en": True, "zh": True, "other": True, "code": False}
+
+# Odd 64-bit multipliers for the rolling combination of token hashes into a shingle hash.
+_MIX = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD,
+     0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9, 0x2545F4914F6CDD1D, 0x9FB21C651E98DF25],
+    dtype=np.uint64,
+)
+
+
+def tokenize(text: str, route: str) -> list[str]:
+    pattern = TOKEN_PATTERNS.get(route, TOKEN_PATTERNS["en"])
+    text = unicodedata.normalize("NFKC", text)
+    if LOWERCASE.get(route, True):
+        text = text.lower()
+    return pattern.findall(text)
+
+
+def token_hashes(tokens: list[str]) -> np.ndarray:
+    return np.fromiter((xxhash.xxh3_64_intdigest(t) for t in tokens), dtype=np.uint64, count=len(tokens))
+
+
+def shingle_hashes(text: str, route: str, n: int = 5) -> np.ndarray:
+    """Distinct 32-bit shingle hashes of ``text`` (as uint64). A text shorter than ``n`` tokens is one shingle."""
+    hashes = token_hashes(tokenize(text, route))
+    if len(hashes) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    if len(hashes) < n:
+        hashes = np.concatenate([hashes, np.zeros(n - len(hashes), dtype=np.uint64)])
+    if n > len(_MIX):
+        raise ValueError(f"shingle size {n} > {len(_MIX)} is not supported")
+    count = len(hashes) - n + 1
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps on purpose
+        combined = np.zeros(count, dtype=np.uint64)
+        for i in range(n):
+            combined ^= hashes[i : i + count] * _MIX[i]
+            combined = (combined << np.uint64(13)) | (combined >> np.uint64(51))
+        combined *= np.uint64(0x94D049BB133111EB)
+    return np.unique(combined >> np.uint64(32))
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard of two sorted, distinct shingle arrays."""
+    if len(a) == 0 and len(b) == 0:
+        return 1.0
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    return inter / (len(a) + len(b) - inter)
