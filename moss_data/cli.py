@@ -59,12 +59,14 @@ def sample(
 
 @app.command()
 def corpus(recipe: RecipeArg, set_: SetOpt = None):
-    """Run the corpus stage of a recipe (resumes: completed tasks are skipped), then write the report."""
+    """Run a corpus recipe: clean -> dedup -> token shards -> mix, with reports (re-running resumes)."""
     from moss_data.corpus.pipeline import run_corpus
 
     cfg = _load_corpus_recipe(recipe, set_)
     report = run_corpus(cfg)
-    typer.echo((report / "report.md").read_text(encoding="utf-8") if (report / "report.md").exists() else report)
+    for name in ("report.md", "data_report.md"):
+        if (report / name).exists():
+            typer.echo((report / name).read_text(encoding="utf-8"))
 
 
 @app.command("corpus-report")

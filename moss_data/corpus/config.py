@@ -11,7 +11,9 @@ from moss_data.corpus.filters.chinese import ChineseQualityConfig
 from moss_data.corpus.filters.code import CodeQualityConfig
 from moss_data.corpus.filters.english import EnglishFilters
 from moss_data.corpus.pii import PIIConfig
+from moss_data.dedup.stage import DedupConfig
 from moss_data.recipe import StrictModel
+from moss_data.tokens.stage import MixConfig, TokenizeConfig
 
 SourceKind = Literal["warc", "jsonl", "parquet", "code"]
 
@@ -96,6 +98,9 @@ class CorpusRecipe(StrictModel):
     max_doc_bytes: int = Field(5_000_000, description="larger web documents are excluded as too_large")
     max_code_file_bytes: int = Field(1_000_000, description="larger code files are skipped before reading")
     keep_exclusions: bool = Field(True, description="write every removed document with its reason")
+    dedup: DedupConfig = DedupConfig()
+    tokenize: TokenizeConfig = TokenizeConfig()
+    mix: MixConfig = MixConfig()
 
     @field_validator("sources")
     @classmethod

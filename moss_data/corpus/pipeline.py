@@ -148,6 +148,29 @@ def run_corpus(recipe: CorpusRecipe) -> Path:
         )
         executor.run()
     if recipe.executor.kind == "slurm":
-        logger.info("corpus: jobs submitted to Slurm; run `moss-data corpus-report RECIPE` once they finish")
+        logger.info(
+            "corpus: jobs submitted to Slurm; once they finish, run `moss-data corpus RECIPE` again: completed "
+            "tasks are skipped and the dedup, tokenize and mix stages run on their output"
+        )
         return recipe.output_dir / "report"
-    return write_report(recipe)
+    report = write_report(recipe)
+    run_later_stages(recipe)
+    return report
+
+
+def run_later_stages(recipe: CorpusRecipe) -> None:
+    """clean shards -> dedup -> token shards -> mix, each stage skipping work its manifest shows done."""
+    from moss_data.data_report import write_data_report
+    from moss_data.dedup.stage import run_dedup
+    from moss_data.tokens.stage import run_mix, run_tokenize
+
+    out = recipe.output_dir
+    docs_dir = out / "clean"
+    if recipe.dedup.enabled:
+        run_dedup(out / "clean", out / "dedup", recipe.dedup)
+        docs_dir = out / "dedup" / "kept"
+    if recipe.tokenize.enabled:
+        run_tokenize(docs_dir, out, recipe.tokenize)
+        if recipe.mix.enabled:
+            run_mix(out, recipe.mix)
+    write_data_report(out)

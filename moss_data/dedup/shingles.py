@@ -4,7 +4,9 @@ Tokens per route (text NFKC-normalized first):
 - ``en`` / ``other``: lower-cased word runs (``\\w+``); punctuation is dropped, as in datatrove's simplified text.
 - ``zh``: each CJK character is a token, other word runs are tokens (datatrove gives Chinese one giant "word" per
   line and so near-zero MinHash recall).
-- ``code``: identifiers, numbers and single operator/bracket characters, case kept (``a.b`` and ``ab`` differ).
+- ``code``: identifiers, keywords and numbers with their case kept; operators, brackets and layout are ignored
+  (as tokens they inflate the overlap of unrelated files: pair precision at J >= 0.8 fell to 0.79 on the
+  benchmark's code, against 1.0 without them).
 
 A shingle is ``n`` consecutive tokens. Each token is hashed once (xxh3 of its UTF-8), and shingle hashes are built
 from the token hashes with vectorized numpy arithmetic: no per-shingle Python string is ever made, which is what
@@ -23,7 +25,7 @@ _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 TOKEN_PATTERNS: dict[str, re.Pattern] = {
     "en": re.compile(r"\w+"),
     "zh": re.compile(rf"[{_CJK}]|[^\W{_CJK}]+"),
-    "code": re.compile(r"[A-Za-z_]\w*|\d[\w.]*|[^\w\s]"),
+    "code": re.compile(r"\w+"),
 }
 TOKEN_PATTERNS["other"] = TOKEN_PATTERNS["en"]
 LOWERCASE = {"en": True, "zh": True, "other": True, "code": False}

@@ -20,12 +20,14 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 class ShardWriter:
-    def __init__(self, path: Path, dtype: np.dtype, tokenizer_hash: str):
+    def __init__(self, path: Path, dtype: np.dtype, tokenizer_hash: str, source_hash: str = ""):
         self.path = path
+        self.source_hash = source_hash
         self.dtype = dtype
         self.tokenizer_hash = tokenizer_hash
         self.offsets = [0]
         path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)  # the shard is incomplete until close() writes it
         self._bin = open(path.with_suffix(".bin.tmp"), "wb")
 
     def add(self, ids: list[int]) -> None:
@@ -42,6 +44,7 @@ class ShardWriter:
             "documents": len(self.offsets) - 1,
             "tokens": self.offsets[-1],
             "tokenizer_hash": self.tokenizer_hash,
+            "source_hash": self.source_hash,
         }
         self.path.with_suffix(".json").write_bytes(orjson.dumps(meta))
         return meta

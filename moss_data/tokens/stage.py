@@ -20,6 +20,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from moss_data.corpus.shards import iter_documents
+from moss_data.dedup.lineage import file_sha256
 from moss_data.recipe import StrictModel
 from moss_data.tokens.shards import ShardWriter, TokenShard, token_dtype
 from moss_data.tokens.tokenizer import EOD, load_tokenizer, train_tokenizer
@@ -53,6 +54,13 @@ def _route_texts(docs_dir: Path, route: str, limit_chars: int):
         yield d["text"]
 
 
+def _folder_hash(folder: Path) -> str:
+    h = xxhash.xxh3_128()
+    for f in sorted(folder.glob("*.jsonl.gz")):
+        h.update(f.name.encode() + b"\0" + file_sha256(f).encode())
+    return h.hexdigest()
+
+
 def run_tokenize(docs_dir: Path, out: Path, cfg: TokenizeConfig) -> dict:
     routes = sorted(p.name for p in docs_dir.iterdir() if p.is_dir())
     if not routes:
@@ -72,12 +80,13 @@ def run_tokenize(docs_dir: Path, out: Path, cfg: TokenizeConfig) -> dict:
     manifest = {"tokenizer": str(tok_path), "tokenizer_hash": tok_hash, "vocab_size": tok.get_vocab_size(), "routes": {}}
     for route in routes:
         shard_path = out / "tokens" / route / "part_00000"
+        source_hash = _folder_hash(docs_dir / route)
         if shard_path.with_suffix(".json").exists():
             meta = orjson.loads(shard_path.with_suffix(".json").read_bytes())
-            if meta["tokenizer_hash"] == tok_hash:
-                manifest["routes"][route] = meta
+            if meta["tokenizer_hash"] == tok_hash and meta.get("source_hash") == source_hash:
+                manifest["routes"][route] = meta  # same documents, same tokenizer: done before
                 continue
-        writer = ShardWriter(shard_path, dtype, tok_hash)
+        writer = ShardWriter(shard_path, dtype, tok_hash, source_hash=source_hash)
         uids = []
         batch: list[dict] = []
 

@@ -1,0 +1,128 @@
+"""The data report of a corpus run: what was kept, removed and mixed, as markdown with plots (polars + matplotlib).
+
+``report/data_report.md`` with ``token_lengths.png`` (tokens per document, per route), ``token_shares.png``
+(available vs mixed tokens per route), ``removals_all.png`` (corpus-stage and dedup removals by reason) and
+``dup_clusters.png`` (duplicate cluster sizes).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from moss_data.tokens.shards import TokenShard  # noqa: E402
+
+
+def _table(df: pl.DataFrame) -> str:
+    if df.is_empty():
+        return "_none_\n"
+    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
+    return head + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in df.iter_rows())
+
+
+def _removals(out: Path) -> pl.DataFrame:
+    rows = []
+    summary = out / "report" / "summary.json"
+    if summary.exists():
+        for r in json.loads(summary.read_text())["removals"]:
+            rows.append({"stage": "clean", "route": r["route"], "reason": r["reason"], "documents": r["documents"]})
+    manifest = out / "dedup" / "manifest.json"
+    if manifest.exists():
+        for r in json.loads(manifest.read_text())["counts"]:
+            if r["outcome"] != "kept":
+                rows.append({"stage": "dedup", "route": r["route"], "reason": r["outcome"], "documents": r["documents"]})
+    schema = {"stage": pl.Utf8, "route": pl.Utf8, "reason": pl.Utf8, "documents": pl.Int64}
+    return pl.DataFrame(rows, schema=schema).group_by("stage", "reason").agg(pl.col("documents").sum()).sort(
+        "stage", "documents", descending=[False, True]
+    )
+
+
+def write_data_report(out: Path) -> Path:
+    report = out / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    md = ["# Data report\n"]
+
+    shards = {p.parent.name: TokenShard.open(p.with_suffix("")) for p in sorted((out / "tokens").glob("*/part_00000.json"))}
+    if shards:
+        lengths = pl.DataFrame(
+            {"route": [r for r, s in shards.items() for _ in range(len(s))],
+             "tokens": np.concatenate([s.lengths() for s in shards.values()])}
+        )
+        stats = lengths.group_by("route").agg(
+            documents=pl.len(), tokens=pl.col("tokens").sum(), median_tokens=pl.col("tokens").median(),
+            p95_tokens=pl.col("tokens").quantile(0.95),
+        ).sort("route")
+        md.append("\n## Token shards\n\n" + _table(stats))
+        fig, ax = plt.subplots(figsize=(8, 4))
+        bins = np.logspace(0, np.log10(max(2, lengths["tokens"].max())), 40)
+        for route, s in shards.items():
+            ax.hist(s.lengths(), bins=bins, histtype="step", label=route, linewidth=1.5)
+        ax.set_xscale("log")
+        ax.set(xlabel="tokens per document", ylabel="documents", title="document lengths per route")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(report / "token_lengths.png", dpi=100)
+        plt.close(fig)
+        md.append("\n![token lengths](token_lengths.png)\n")
+
+    mix_path = out / "mix" / "manifest.json"
+    if mix_path.exists():
+        mix = json.loads(mix_path.read_text())
+        routes = mix["routes"]
+        table = pl.DataFrame(
+            {"route": routes,
+             "available_tokens": [mix["available_tokens"][r] for r in routes],
+             "mixed_tokens": [mix["mixed_tokens"][r] for r in routes],
+             "repeats": [mix["repeats"][r] for r in routes],
+             "target_share": [round(mix["target_ratio"][r], 4) for r in routes],
+             "achieved_share": [round(mix["achieved_ratio"][r], 4) for r in routes]}
+        )
+        md.append("\n## Mix\n\n" + _table(table))
+        fig, ax = plt.subplots(figsize=(7, 4))
+        x = np.arange(len(routes))
+        ax.bar(x - 0.2, table["available_tokens"], 0.4, label="available")
+        ax.bar(x + 0.2, table["mixed_tokens"], 0.4, label="mixed")
+        ax.set_xticks(x, routes)
+        ax.set(ylabel="tokens", title="tokens per route: available vs mixed")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(report / "token_shares.png", dpi=100)
+        plt.close(fig)
+        md.append("\n![token shares](token_shares.png)\n")
+
+    removals = _removals(out)
+    md.append("\n## Removals (corpus stage and dedup)\n\n" + _table(removals))
+    if not removals.is_empty():
+        fig, ax = plt.subplots(figsize=(8, max(3, 0.3 * len(removals) + 1)))
+        labels = [f"{s} · {r}" for s, r in zip(removals["stage"], removals["reason"])]
+        ax.barh(labels[::-1], removals["documents"].to_list()[::-1], color="#c44e52")
+        ax.set(xlabel="documents", title="removed documents by stage and reason")
+        fig.tight_layout()
+        fig.savefig(report / "removals_all.png", dpi=100)
+        plt.close(fig)
+        md.append("\n![removals](removals_all.png)\n")
+
+    dedup_manifest = out / "dedup" / "manifest.json"
+    if dedup_manifest.exists():
+        sizes = json.loads(dedup_manifest.read_text())["cluster_sizes"]
+        table = pl.DataFrame({"cluster_size": [int(k) for k in sizes], "clusters": list(sizes.values())}).sort("cluster_size")
+        md.append("\n## Duplicate clusters (kept documents by the size of their cluster)\n\n" + _table(table))
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.bar(table["cluster_size"].cast(pl.Utf8).to_list(), table["clusters"].to_list())
+        ax.set_yscale("log")
+        ax.set(xlabel="cluster size", ylabel="clusters", title="near/exact duplicate cluster sizes")
+        fig.tight_layout()
+        fig.savefig(report / "dup_clusters.png", dpi=100)
+        plt.close(fig)
+        md.append("\n![cluster sizes](dup_clusters.png)\n")
+
+    path = report / "data_report.md"
+    path.write_text("".join(md), encoding="utf-8")
+    return path
