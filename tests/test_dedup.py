@@ -182,3 +182,12 @@ def test_all_pairs_is_exact_against_brute_force():
         brute = {(i, j) for i, j in combinations(range(len(sets)), 2) if jaccard(sets[i], sets[j]) >= t}
         assert set(all_pairs(sets, t)) == brute
         assert brute  # the check means something
+
+
+def test_signature_verification_mode_agrees_on_clear_duplicates(dedup_case, tmp_path):
+    """verify: signature keeps no shingle sets in memory; on clear duplicates it decides the same."""
+    root, _, _ = dedup_case
+    run_dedup(root / "clean", tmp_path / "sig", DedupConfig(verify="signature"))
+    exact = {d["id"] for d in iter_documents(root / "dedup" / "removed")}
+    estimated = {d["id"] for d in iter_documents(tmp_path / "sig" / "removed")}
+    assert exact == estimated

@@ -49,7 +49,11 @@ def resolve_clusters(
     pairs: dict[tuple[int, int], float],
     threshold: float,
     shingles: list[np.ndarray] | None = None,
+    signatures: np.ndarray | None = None,
 ) -> list[Decision]:
+    def signature_sim(i: int, j: int) -> float:
+        return float(np.mean(signatures[i] == signatures[j])) if signatures is not None else 0.0
+
     decisions = [Decision(cluster=i, cluster_size=1) for i in range(n)]
     pending = dict(pairs)
     while pending:
@@ -66,7 +70,7 @@ def resolve_clusters(
             for m in sorted(members - {keeper}):
                 sim = pending.get((keeper, m))
                 if sim is None:
-                    sim = jaccard(shingles[keeper], shingles[m]) if shingles is not None else 0.0
+                    sim = jaccard(shingles[keeper], shingles[m]) if shingles is not None else signature_sim(keeper, m)
                 if sim >= threshold:
                     removed.append((m, sim))
             size = 1 + len(removed)

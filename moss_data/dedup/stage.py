@@ -157,16 +157,18 @@ def compute_removals(docs: list[dict], fingerprint: str, cfg: DedupConfig) -> tu
         params = LSHParams(bands=cfg.bands, rows=cfg.rows, seed=cfg.seed)
         hasher = MinHasher(params)
         for group, members in groups.items():
-            shingles = [
-                shingle_hashes(d["text"], d["metadata"]["route"], cfg.shingle_size)
-                for d in tqdm(members, desc=f"shingles {group}", unit="doc", leave=False)
-            ]
-            signatures = np.stack([hasher.signature(s) for s in shingles]) if shingles else np.zeros((0, 1))
+            # exact verification keeps every shingle set in memory (~4 bytes per distinct shingle);
+            # "signature" keeps only the signatures (num_perm x 4 bytes per document) and estimates Jaccard.
+            shingles: list[np.ndarray] | None = [] if cfg.verify == "exact" else None
+            signatures = np.zeros((len(members), params.num_perm), dtype=np.uint32)
+            for k, d in enumerate(tqdm(members, desc=f"minhash {group}", unit="doc", leave=False)):
+                sh = shingle_hashes(d["text"], d["metadata"]["route"], cfg.shingle_size)
+                signatures[k] = hasher.signature(sh)
+                if shingles is not None:
+                    shingles.append(sh)
             pairs = candidate_pairs(signatures, params)
-            verified = verify_pairs(
-                pairs, cfg.threshold, shingles=shingles if cfg.verify == "exact" else None, signatures=signatures
-            )
-            decisions = resolve_clusters(len(members), verified, cfg.threshold, shingles if cfg.verify == "exact" else None)
+            verified = verify_pairs(pairs, cfg.threshold, shingles=shingles, signatures=signatures)
+            decisions = resolve_clusters(len(members), verified, cfg.threshold, shingles, signatures)
             logger.info(f"near dedup {group}: {len(members)} docs, {len(pairs)} candidate pairs, {len(verified)} verified")
             for d, dec in zip(members, decisions):
                 keeper_uid = members[dec.cluster]["metadata"]["doc_uid"]
