@@ -191,3 +191,57 @@ def test_signature_verification_mode_agrees_on_clear_duplicates(dedup_case, tmp_
     exact = {d["id"] for d in iter_documents(root / "dedup" / "removed")}
     estimated = {d["id"] for d in iter_documents(tmp_path / "sig" / "removed")}
     assert exact == estimated
+
+
+def _near_dedup_against_truth(docs: list[dict], tmp: Path) -> tuple[int, int]:
+    """Runs the stage; returns (true pairs, true pairs left with both members kept)."""
+    clean = write_clean(tmp / "clean", docs)
+    run_dedup(clean, tmp / "dedup", DedupConfig())
+    removed = {d["id"] for d in iter_documents(tmp / "dedup" / "removed")}
+    truth = all_pairs([reference_shingles(d["text"]) for d in docs], 0.8)
+    missed = [(i, j) for i, j in truth if docs[i]["id"] not in removed and docs[j]["id"] not in removed]
+    return len(truth), len(missed)
+
+
+def test_natural_code_duplicates_between_two_pip_releases(tmp_path):
+    """pip 24.0 (a wheel from PyPI) against the pip in this venv: two releases of the same files."""
+    import subprocess
+    import sys
+    import zipfile
+
+    cache = Path(__file__).resolve().parent.parent / "data" / "bench" / "cache" / "wheels"
+    if not list(cache.glob("pip-24.0-*.whl")):
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+                        "-d", str(cache), "pip==24.0"], check=True)
+    wheel = next(cache.glob("pip-24.0-*.whl"))
+    installed = Path(sysconfig.get_paths()["purelib"]) / "pip"
+    docs = []
+    with zipfile.ZipFile(wheel) as z:
+        for name in sorted(n for n in z.namelist() if n.startswith("pip/_internal/") and n.endswith(".py")):
+            mine = installed.parent / name
+            text = z.read(name).decode()
+            if mine.exists() and len(text) > 1500:
+                docs.append(mk(f"whl/{name}", text, "code"))
+                docs.append(mk(f"venv/{name}", mine.read_text(), "code"))
+    true_pairs, missed = _near_dedup_against_truth(docs, tmp_path)
+    assert true_pairs >= 20 and missed == 0
+
+
+def test_natural_english_duplicates_in_untranslated_help_pages(sample_raw, tmp_path):
+    """LibreOffice's zh-CN help still has English pages: they near-duplicate their en-US originals."""
+    from trafilatura import extract
+
+    debs = sample_raw.parent / "cache" / "debs" / "root"
+    en_root = debs / "libreoffice-help-en-us/usr/share/libreoffice/help/en-US"
+    zh_root = debs / "libreoffice-help-zh-cn/usr/share/libreoffice/help/zh-CN"
+    sections = ("scalc/guide", "swriter/guide", "shared/guide")
+    pages = sorted(p for section in sections for p in (en_root / "text" / section).glob("*.html"))
+    docs = []
+    for page in pages:
+        for lang, root in (("en", en_root), ("zh", zh_root)):
+            text = extract((root / page.relative_to(en_root)).read_text(errors="replace")) or ""
+            if len(text) > 300:
+                docs.append(mk(f"{lang}/{page.name}", text, "en"))
+    true_pairs, missed = _near_dedup_against_truth(docs, tmp_path)
+    assert true_pairs >= 5 and missed == 0

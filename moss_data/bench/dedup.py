@@ -10,7 +10,7 @@ Data (real, fetched at set-up like the sample corpus; nothing shipped):
 Ground truth: every pair with exact Jaccard >= 0.8 on word 5-gram shingles (CJK characters are words), from
 exact prefix-filtering all-pairs (moss_data.dedup.groundtruth). Reported per language: pair precision, recall and
 F1 of each method, and signature throughput (shingling + MinHash) in MB/s on one core.
-- ours: route-aware shingles, 20x6 LSH, candidates verified on exact shingle Jaccard.
+- ours: route-aware shingles, 24x5 LSH, candidates verified on exact shingle Jaccard.
 - datatrove: MinhashDedupSignature with its default MinhashConfig (5-grams, 14 buckets x 8 hashes, spaCy English
   word tokenizer), pairs sharing a bucket (what its bucket stage emits).
 - datasketch: MinHash(num_perm=128) over lower-cased word 5-grams, MinHashLSH(threshold=0.8).

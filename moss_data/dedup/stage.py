@@ -52,8 +52,8 @@ class DedupConfig(StrictModel):
     scope: str = Field("route", pattern="^(route|text)$", description="route: each route alone; text: en+zh+other together")
     threshold: float = Field(0.8, gt=0, le=1)
     shingle_size: int = Field(5, ge=1, le=10)
-    bands: int = 20
-    rows: int = 6
+    bands: int = 24
+    rows: int = 5
     seed: int = 42
     verify: str = Field("exact", pattern="^(exact|signature)$", description="exact: shingle Jaccard; signature: estimate")
     decontaminate: DecontaminationConfig = DecontaminationConfig()
