@@ -17,14 +17,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
+from moss_data.corpus.report import markdown_table  # noqa: E402
 from moss_data.tokens.shards import TokenShard  # noqa: E402
 
 
-def _table(df: pl.DataFrame) -> str:
-    if df.is_empty():
-        return "_none_\n"
-    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
-    return head + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in df.iter_rows())
+def _save(fig, path: Path, alt: str) -> str:
+    """Writes the figure and returns its markdown image line."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return f"\n![{alt}]({path.name})\n"
 
 
 def _removals(out: Path) -> pl.DataFrame:
@@ -59,7 +61,7 @@ def write_data_report(out: Path) -> Path:
             documents=pl.len(), tokens=pl.col("tokens").sum(), median_tokens=pl.col("tokens").median(),
             p95_tokens=pl.col("tokens").quantile(0.95),
         ).sort("route")
-        md.append("\n## Token shards\n\n" + _table(stats))
+        md.append("\n## Token shards\n\n" + markdown_table(stats))
         fig, ax = plt.subplots(figsize=(8, 4))
         bins = np.logspace(0, np.log10(max(2, lengths["tokens"].max())), 40)
         for route, s in shards.items():
@@ -67,10 +69,7 @@ def write_data_report(out: Path) -> Path:
         ax.set_xscale("log")
         ax.set(xlabel="tokens per document", ylabel="documents", title="document lengths per route")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(report / "token_lengths.png", dpi=100)
-        plt.close(fig)
-        md.append("\n![token lengths](token_lengths.png)\n")
+        md.append(_save(fig, report / "token_lengths.png", "token lengths"))
 
     mix_path = out / "mix" / "manifest.json"
     if mix_path.exists():
@@ -84,7 +83,7 @@ def write_data_report(out: Path) -> Path:
              "target_share": [round(mix["target_ratio"][r], 4) for r in routes],
              "achieved_share": [round(mix["achieved_ratio"][r], 4) for r in routes]}
         )
-        md.append("\n## Mix\n\n" + _table(table))
+        md.append("\n## Mix\n\n" + markdown_table(table))
         fig, ax = plt.subplots(figsize=(7, 4))
         x = np.arange(len(routes))
         ax.bar(x - 0.2, table["available_tokens"], 0.4, label="available")
@@ -92,36 +91,27 @@ def write_data_report(out: Path) -> Path:
         ax.set_xticks(x, routes)
         ax.set(ylabel="tokens", title="tokens per route: available vs mixed")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(report / "token_shares.png", dpi=100)
-        plt.close(fig)
-        md.append("\n![token shares](token_shares.png)\n")
+        md.append(_save(fig, report / "token_shares.png", "token shares"))
 
     removals = _removals(out)
-    md.append("\n## Removals (corpus stage and dedup)\n\n" + _table(removals))
+    md.append("\n## Removals (corpus stage and dedup)\n\n" + markdown_table(removals))
     if not removals.is_empty():
         fig, ax = plt.subplots(figsize=(8, max(3, 0.3 * len(removals) + 1)))
         labels = [f"{s} · {r}" for s, r in zip(removals["stage"], removals["reason"])]
         ax.barh(labels[::-1], removals["documents"].to_list()[::-1], color="#c44e52")
         ax.set(xlabel="documents", title="removed documents by stage and reason")
-        fig.tight_layout()
-        fig.savefig(report / "removals_all.png", dpi=100)
-        plt.close(fig)
-        md.append("\n![removals](removals_all.png)\n")
+        md.append(_save(fig, report / "removals_all.png", "removals"))
 
     dedup_manifest = out / "dedup" / "manifest.json"
     if dedup_manifest.exists():
         sizes = json.loads(dedup_manifest.read_text())["cluster_sizes"]
         table = pl.DataFrame({"cluster_size": [int(k) for k in sizes], "clusters": list(sizes.values())}).sort("cluster_size")
-        md.append("\n## Duplicate clusters (kept documents by the size of their cluster)\n\n" + _table(table))
+        md.append("\n## Duplicate clusters (kept documents by the size of their cluster)\n\n" + markdown_table(table))
         fig, ax = plt.subplots(figsize=(6, 3.5))
         ax.bar(table["cluster_size"].cast(pl.Utf8).to_list(), table["clusters"].to_list())
         ax.set_yscale("log")
         ax.set(xlabel="cluster size", ylabel="clusters", title="near/exact duplicate cluster sizes")
-        fig.tight_layout()
-        fig.savefig(report / "dup_clusters.png", dpi=100)
-        plt.close(fig)
-        md.append("\n![cluster sizes](dup_clusters.png)\n")
+        md.append(_save(fig, report / "dup_clusters.png", "cluster sizes"))
 
     path = report / "data_report.md"
     path.write_text("".join(md), encoding="utf-8")

@@ -42,6 +42,15 @@ def _time(fn, texts: list[str], label: str) -> tuple[float, list]:
     return time.perf_counter() - start, results
 
 
+def _row(what: str, baseline: str, texts: list[str], t_base: float | None, t_ours: float, note: str = "") -> dict:
+    mb = _mb(texts)
+    return {
+        "what": what, "baseline": baseline, "docs": len(texts), "MB": round(mb, 2),
+        "baseline_MB_s": round(mb / t_base, 2) if t_base else None, "ours_MB_s": round(mb / t_ours, 2),
+        "speedup": round(t_base / t_ours, 1) if t_base else None, "note": note,
+    }
+
+
 def _gopher(tokenizer):
     filters = [GopherRepetitionFilter(language=tokenizer), GopherQualityFilter(language=tokenizer)]
 
@@ -74,55 +83,27 @@ def main() -> None:
     zh = [d["text"] for d in docs if d["metadata"].get("route") == "zh"]
     web = [d["text"] for d in docs if d["metadata"].get("route") in ("en", "zh", "other")]
 
-    rows = []
     spacy_tok, ours_tok = load_word_tokenizer("en"), RegexWordTokenizer()
     t_spacy_tok, _ = _time(spacy_tok.word_tokenize, en, "tokenize/spaCy")
     t_ours_tok, _ = _time(ours_tok.word_tokenize, en, "tokenize/regex")
-    rows.append(
-        {"what": "English word tokenization alone", "baseline": "datatrove default (spaCy)", "docs": len(en),
-         "MB": round(_mb(en), 2), "baseline_MB_s": round(_mb(en) / t_spacy_tok, 2),
-         "ours_MB_s": round(_mb(en) / t_ours_tok, 2), "speedup": round(t_spacy_tok / t_ours_tok, 1), "note": ""}
-    )
-    t_spacy, spacy_keep = _time(_gopher(load_word_tokenizer("en")), en, "gopher/spaCy")
-    t_ours, ours_keep = _time(_gopher(RegexWordTokenizer()), en, "gopher/regex")
+    t_spacy, spacy_keep = _time(_gopher(spacy_tok), en, "gopher/spaCy")
+    t_ours, ours_keep = _time(_gopher(ours_tok), en, "gopher/regex")
     agree = sum(a == b for a, b in zip(spacy_keep, ours_keep)) / len(en)
-    rows.append(
-        {
-            "what": "English Gopher quality+repetition",
-            "baseline": "datatrove default (spaCy tokenizer)",
-            "docs": len(en),
-            "MB": round(_mb(en), 2),
-            "baseline_MB_s": round(_mb(en) / t_spacy, 2),
-            "ours_MB_s": round(_mb(en) / t_ours, 2),
-            "speedup": round(t_spacy / t_ours, 1),
-            "note": f"same decision on {agree:.1%} of documents",
-        }
-    )
-    router = LanguageRouter()
-    t_lid, _ = _time(router.classify, web, "lid.176")
-    rows.append(
-        {"what": "language routing (lid.176)", "baseline": "-", "docs": len(web), "MB": round(_mb(web), 2),
-         "baseline_MB_s": None, "ours_MB_s": round(_mb(web) / t_lid, 2), "speedup": None, "note": ""}
-    )
-    dt_zh = GopherQualityFilter(language="zh")
+    t_lid, _ = _time(LanguageRouter().classify, web, "lid.176")
+    dt_zh, ours_zh = GopherQualityFilter(language="zh"), ChineseQualityFilter()
     t_dt, dt_keep = _time(lambda t: dt_zh.filter(Document(text=t, id="b")) is True, zh, "gopher/zh")
-    ours_zh = ChineseQualityFilter()
     t_zh, zh_keep = _time(lambda t: ours_zh.filter(Document(text=t, id="b")) is True, zh, "chinese filter")
-    rows.append(
-        {
-            "what": "Chinese quality filter",
-            "baseline": "datatrove Gopher quality, zh tokenizer",
-            "docs": len(zh),
-            "MB": round(_mb(zh), 2),
-            "baseline_MB_s": round(_mb(zh) / t_dt, 2),
-            "ours_MB_s": round(_mb(zh) / t_zh, 2),
-            "speedup": round(t_dt / t_zh, 1),
-            "note": f"keeps {sum(zh_keep) / len(zh):.0%} of real zh docs; datatrove keeps {sum(dt_keep) / len(zh):.0%}",
-        }
-    )
+    rows = [
+        _row("English word tokenization alone", "datatrove default (spaCy)", en, t_spacy_tok, t_ours_tok),
+        _row("English Gopher quality+repetition", "datatrove default (spaCy tokenizer)", en, t_spacy, t_ours,
+             f"same decision on {agree:.1%} of documents"),
+        _row("language routing (lid.176)", "-", web, None, t_lid),
+        _row("Chinese quality filter", "datatrove Gopher quality, zh tokenizer", zh, t_dt, t_zh,
+             f"keeps {sum(zh_keep) / len(zh):.0%} of real zh docs; datatrove keeps {sum(dt_keep) / len(zh):.0%}"),
+    ]
     raw_mb = sum(p.stat().st_size for p in (args.sample / "raw").rglob("*") if p.is_file()) / 1e6
     rows.append(
-        {"what": "whole corpus stage, sample recipe (2 tasks)", "baseline": "-", "docs": len(docs),
+        {"what": "whole sample recipe: clean, dedup, tokenize, mix (2 tasks)", "baseline": "-", "docs": len(docs),
          "MB": round(raw_mb, 2), "baseline_MB_s": None, "ours_MB_s": round(raw_mb / stage_s, 2), "speedup": None,
          "note": f"{stage_s:.1f} s wall clock, raw input (compressed) MB"}
     )

@@ -186,12 +186,12 @@ class SafeWarcReader(SkipCountingMixin, WarcReader):
             # process_record reads the payload; a record cut short yields fewer bytes than it declares.
             stream = record.raw_stream
             extracted = process_record(record)
-            consumed = getattr(stream, "limit", None)
-            if declared is not None and consumed not in (None, 0):
-                self.skip_log.skip("truncated_warc", filepath, ri, f"{consumed} of {declared} bytes missing")
-                return None
-            if not extracted:
+            if not extracted:  # not HTML (or undecodable): its payload was not read, so no truncation check
                 self.stat_update("not_html")
+                return None
+            missing = getattr(stream, "limit", None)  # bytes the record declared but the file did not have
+            if declared is not None and missing not in (None, 0):
+                self.skip_log.skip("truncated_warc", filepath, ri, f"{missing} of {declared} bytes missing")
                 return None
             return self._document_or_skip(extracted, filepath, ri)
 

@@ -67,7 +67,7 @@ def kept_documents(clean_dir: Path) -> pl.DataFrame:
     )
 
 
-def _markdown(df: pl.DataFrame) -> str:
+def markdown_table(df: pl.DataFrame) -> str:
     if df.is_empty():
         return "_none_\n"
     header = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
@@ -178,7 +178,7 @@ def write_report(recipe: CorpusRecipe) -> Path:
         ("PII and secrets replaced", tables["pii"]),
     ]
     for title, df in sections:
-        md.append(f"\n## {title}\n\n{_markdown(df)}")
+        md.append(f"\n## {title}\n\n{markdown_table(df)}")
     md.append("\n![removals](removals.png)\n")
     (report_dir / "report.md").write_text("".join(md), encoding="utf-8")
     logger.info(f"corpus report: {report_dir / 'report.md'}")
