@@ -24,7 +24,7 @@ corpus recipe="recipes/corpus/sample.yaml":
 # the main job on the embedded default: sample corpus -> clean, routed shards + report
 demo: sample
     moss-data corpus recipes/corpus/sample.yaml
-    @echo "clean shards: data/sample/corpus/clean/<route>/ ; report: data/sample/corpus/report/report.md"
+    @echo "outputs in data/sample/corpus: clean/ dedup/ tokens/ mix/ ; reports: report/report.md, report/data_report.md"
 
 # validate a recipe and print it with defaults filled in
 check-recipe recipe:
