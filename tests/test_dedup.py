@@ -15,9 +15,9 @@ import pytest
 from moss_data.corpus.shards import iter_documents
 from moss_data.dedup.clusters import resolve_clusters
 from moss_data.dedup.groundtruth import all_pairs, plant_near_duplicate, reference_shingles
-from moss_data.dedup.lineage import LineageError, RemovalList
+from moss_data.dedup.lineage import LineageError, RemovalList, input_fingerprint
 from moss_data.dedup.shingles import jaccard, shingle_hashes
-from moss_data.dedup.stage import DedupConfig, _load, apply_removals, compute_removals, normalize_url, run_dedup
+from moss_data.dedup.stage import DedupConfig, apply_removals, compute_removals, normalize_url, run_dedup, scan
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -135,21 +135,19 @@ def test_no_chaining_through_a_middle_document(real):
 def test_removal_list_refuses_another_input(dedup_case, tmp_path):
     root, docs, _ = dedup_case
     clean = write_clean(tmp_path / "clean", docs)
-    loaded, files = _load(clean)
-    from moss_data.dedup.lineage import input_fingerprint
-
-    fp = input_fingerprint(files, clean, [d["metadata"]["doc_uid"] for d in loaded])
-    removals, clusters = compute_removals(loaded, fp, DedupConfig())
+    cfg = DedupConfig()
+    removals, clusters = compute_removals(clean, scan(clean, cfg), cfg)
+    assert removals.entries  # the case has duplicates to remove
     # the input changes after the removals were computed: one document dropped from a shard
-    changed = [d for d in docs if d["id"] != "en-5"]
-    write_clean(tmp_path / "clean", changed)
-    loaded2, files2 = _load(clean)
-    fp2 = input_fingerprint(files2, clean, [d["metadata"]["doc_uid"] for d in loaded2])
+    write_clean(tmp_path / "clean", [d for d in docs if d["id"] != "en-5"])
     with pytest.raises(LineageError, match="recompute the removals"):
-        apply_removals(loaded2, fp2, removals, clusters, tmp_path / "out")
-    forged = RemovalList(input_fingerprint=fp2, entries={"ffffffffffffffff": {"reason": "near_duplicate"}})
+        apply_removals(clean, removals, clusters, tmp_path / "out")
+    assert not (tmp_path / "out" / "kept").exists()  # nothing was written
+    current = input_fingerprint(sorted(clean.glob("*/*.jsonl.gz")), clean)
+    forged = RemovalList(input_fingerprint=current, entries={"ffffffffffffffff": {"reason": "near_duplicate"}})
     with pytest.raises(LineageError, match="not in this input"):
-        apply_removals(loaded2, fp2, forged, {}, tmp_path / "out2")
+        apply_removals(clean, forged, {}, tmp_path / "out2")
+    assert not (tmp_path / "out2" / "kept").exists()
 
 
 def test_url_dedup_and_decontamination(real, tmp_path):

@@ -1,9 +1,9 @@
 """Stable document ids and the lineage check between dedup stages.
 
 A document's ``doc_uid`` is the xxh3-64 of its source name and source id: the same document gets the same uid in
-every run. An input *fingerprint* is a hash over the input files' names, sizes and content hashes, and the uids they
-hold. A removal list records the fingerprint of the input it was computed on; applying it to anything else raises
-:class:`LineageError`, as does a uid the input does not contain.
+every run. An input *fingerprint* is a hash over the input files' names, sizes and content hashes. A removal list
+records the fingerprint of the input it was computed on; applying it to anything else raises :class:`LineageError`,
+as does a uid the input does not contain (checked while the removals are applied).
 """
 
 from __future__ import annotations
@@ -32,12 +32,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def input_fingerprint(files: list[Path], root: Path, uids: list[str]) -> str:
+def input_fingerprint(files: list[Path], root: Path) -> str:
+    """Names, sizes and content hashes of the input files: any change to the documents changes it."""
     h = hashlib.sha256()
     for f in sorted(files):
         h.update(f"{f.relative_to(root)}\0{f.stat().st_size}\0{file_sha256(f)}\n".encode())
-    for uid in sorted(uids):
-        h.update(uid.encode() + b"\n")
     return h.hexdigest()
 
 
@@ -58,12 +57,9 @@ class RemovalList:
         data = orjson.loads(path.read_bytes())
         return cls(input_fingerprint=data["input_fingerprint"], entries=data["entries"])
 
-    def check_applies_to(self, fingerprint: str, uids: set[str]) -> None:
+    def check_applies_to(self, fingerprint: str) -> None:
         if fingerprint != self.input_fingerprint:
             raise LineageError(
                 f"removal list was computed on input {self.input_fingerprint[:12]} but this input is "
                 f"{fingerprint[:12]}: the input changed since; recompute the removals (rerun the dedup stage)"
             )
-        unknown = [uid for uid in self.entries if uid not in uids]
-        if unknown:
-            raise LineageError(f"{len(unknown)} removal(s) name documents not in this input, e.g. {unknown[:3]}")

@@ -5,6 +5,9 @@ verified, per route or across the text routes). Each removal names its reason an
 document. Output layout under ``<output_dir>/dedup``::
 
     removals.json                   the removal list, with the fingerprint of the input it was computed on
+
+Memory: the stage streams the input three times (scan; shingles of near-duplicate candidates only; write) and
+holds per document its key and signature (~500 bytes), plus the shingle sets of candidate documents.
     kept/<route>/part_00000.jsonl.gz   kept documents; metadata doc_uid, dup_cluster (keeper uid), dup_cluster_size
     removed/<route>/part_00000.jsonl.gz removed documents; metadata dedup_reason, duplicate_of, similarity
     manifest.json                   input fingerprint, counts by route and reason, output files with sha256
@@ -13,8 +16,10 @@ document. Output layout under ``<output_dir>/dedup``::
 from __future__ import annotations
 
 import re
+import shutil
 import unicodedata
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -29,7 +34,7 @@ from tqdm import tqdm
 
 from moss_data.corpus.shards import iter_documents
 from moss_data.dedup.clusters import resolve_clusters
-from moss_data.dedup.lineage import RemovalList, doc_uid, file_sha256, input_fingerprint
+from moss_data.dedup.lineage import LineageError, RemovalList, doc_uid, file_sha256, input_fingerprint
 from moss_data.dedup.minhash import LSHParams, MinHasher, candidate_pairs, verify_pairs
 from moss_data.dedup.shingles import shingle_hashes, tokenize
 from moss_data.recipe import StrictModel
@@ -74,14 +79,55 @@ def normalize_url(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower().removeprefix("www."), path, query, ""))
 
 
-def _load(input_dir: Path) -> tuple[list[dict], list[Path]]:
-    files = sorted(input_dir.glob("*/*.jsonl.gz"))
-    docs = []
+@dataclass
+class DocKey:
+    """What the decisions need about a document, without its text (the stage streams texts, never holds them)."""
+
+    uid: str
+    route: str
+    url: str | None
+    text_hash: str
+    contamination: int = 0
+
+
+@dataclass
+class Scan:
+    """One streaming pass over the input: per document its key and MinHash signature (``num_perm`` x 4 bytes)."""
+
+    keys: list[DocKey]
+    signatures: np.ndarray
+    fingerprint: str
+
+
+def _input_files(input_dir: Path) -> list[Path]:
+    return sorted(input_dir.glob("*/*.jsonl.gz"))
+
+
+def _documents(input_dir: Path):
+    """The input documents in file order, each with its stable ``doc_uid`` set."""
     for d in iter_documents(input_dir, "*/*.jsonl.gz"):
         d["metadata"]["doc_uid"] = doc_uid(d["metadata"].get("source", ""), d["id"])
-        docs.append(d)
-    docs.sort(key=lambda d: (d["metadata"]["route"], d["metadata"]["doc_uid"]))  # the stable order: keepers come first
-    return docs, files
+        yield d
+
+
+def scan(input_dir: Path, cfg: DedupConfig) -> Scan:
+    files = _input_files(input_dir)
+    hasher = MinHasher(_lsh_params(cfg))
+    grams = _eval_ngrams(cfg.decontaminate) if cfg.decontaminate.eval_sets else None
+    keys, signatures = [], []
+    for d in tqdm(_documents(input_dir), desc="dedup scan", unit="doc", leave=False):
+        meta = d["metadata"]
+        key = DocKey(uid=meta["doc_uid"], route=meta["route"], url=meta.get("url"), text_hash=normalized_text_hash(d["text"]))
+        if grams is not None:
+            key.contamination = len(_ngram_hashes(d["text"], cfg.decontaminate.ngram) & grams)
+        keys.append(key)
+        signatures.append(hasher.signature(shingle_hashes(d["text"], key.route, cfg.shingle_size)))
+    sig_array = np.stack(signatures) if signatures else np.zeros((0, hasher.params.num_perm), dtype=np.uint32)
+    return Scan(keys=keys, signatures=sig_array, fingerprint=input_fingerprint(files, input_dir))
+
+
+def _lsh_params(cfg: DedupConfig) -> LSHParams:
+    return LSHParams(bands=cfg.bands, rows=cfg.rows, seed=cfg.seed)
 
 
 def _eval_ngrams(cfg: DecontaminationConfig) -> set[int]:
@@ -103,91 +149,104 @@ def _ngram_hashes(text: str, n: int) -> set[int]:
     return {xxhash.xxh3_64_intdigest(" ".join(tokens[i : i + n])) for i in range(len(tokens) - n + 1)}
 
 
-def compute_removals(docs: list[dict], fingerprint: str, cfg: DedupConfig) -> tuple[RemovalList, dict[str, dict]]:
-    """Decides what goes. Returns the removal list and per kept uid its cluster metadata."""
-    removals = RemovalList(input_fingerprint=fingerprint)
+def compute_removals(input_dir: Path, sc: Scan, cfg: DedupConfig) -> tuple[RemovalList, dict[str, dict]]:
+    """Decides what goes, in the stable order (route, doc_uid): the first of a duplicate set is kept. Reads the
+    input again only for the documents in near-duplicate candidate pairs (their shingles, for exact verification).
+    Returns the removal list and, per kept uid, its cluster metadata."""
+    removals = RemovalList(input_fingerprint=sc.fingerprint)
     clusters: dict[str, dict] = {}
+    keys = sc.keys
 
-    def remove(d: dict, reason: str, duplicate_of: str | None = None, similarity: float | None = None) -> None:
-        removals.entries[d["metadata"]["doc_uid"]] = {
-            "reason": reason, "duplicate_of": duplicate_of, "similarity": similarity, "route": d["metadata"]["route"]
+    def remove(i: int, reason: str, duplicate_of: str | None = None, similarity: float | None = None) -> None:
+        removals.entries[keys[i].uid] = {
+            "reason": reason, "duplicate_of": duplicate_of, "similarity": similarity, "route": keys[i].route
         }
 
-    alive = list(docs)
+    def scope(i: int) -> str:
+        return keys[i].route if cfg.scope == "route" or keys[i].route == "code" else "text"
+
+    alive = sorted(range(len(keys)), key=lambda i: (keys[i].route, keys[i].uid))
     if cfg.exact:
         first: dict[tuple[str, str], str] = {}
         survivors = []
-        for d in tqdm(alive, desc="exact dedup", unit="doc", leave=False):
-            scope = d["metadata"]["route"] if cfg.scope == "route" or d["metadata"]["route"] == "code" else "text"
-            key = (scope, normalized_text_hash(d["text"]))
-            if key in first:
-                remove(d, "exact_duplicate", first[key], 1.0)
+        for i in alive:
+            k = (scope(i), keys[i].text_hash)
+            if k in first:
+                remove(i, "exact_duplicate", first[k], 1.0)
             else:
-                first[key] = d["metadata"]["doc_uid"]
-                survivors.append(d)
+                first[k] = keys[i].uid
+                survivors.append(i)
         alive = survivors
     if cfg.url:
         first_url: dict[str, str] = {}
         survivors = []
-        for d in alive:
-            url = d["metadata"].get("url")
-            if d["metadata"]["route"] in WEB_ROUTES and url and not url.startswith("file:"):
-                key = normalize_url(url)
-                if key in first_url:
-                    remove(d, "url_duplicate", first_url[key])
+        for i in alive:
+            url = keys[i].url
+            if keys[i].route in WEB_ROUTES and url and not url.startswith("file:"):
+                k = normalize_url(url)
+                if k in first_url:
+                    remove(i, "url_duplicate", first_url[k])
                     continue
-                first_url[key] = d["metadata"]["doc_uid"]
-            survivors.append(d)
+                first_url[k] = keys[i].uid
+            survivors.append(i)
         alive = survivors
     if cfg.decontaminate.eval_sets:
-        grams = _eval_ngrams(cfg.decontaminate)
         survivors = []
-        for d in tqdm(alive, desc="decontamination", unit="doc", leave=False):
-            overlap = len(_ngram_hashes(d["text"], cfg.decontaminate.ngram) & grams)
-            if overlap >= cfg.decontaminate.min_overlap:
-                remove(d, "contaminated", None, float(overlap))
+        for i in alive:
+            if keys[i].contamination >= cfg.decontaminate.min_overlap:
+                remove(i, "contaminated", None, float(keys[i].contamination))
             else:
-                survivors.append(d)
+                survivors.append(i)
         alive = survivors
     if cfg.near:
-        groups: dict[str, list[dict]] = defaultdict(list)
-        for d in alive:
-            route = d["metadata"]["route"]
-            groups[route if cfg.scope == "route" or route == "code" else "text"].append(d)
-        params = LSHParams(bands=cfg.bands, rows=cfg.rows, seed=cfg.seed)
-        hasher = MinHasher(params)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i in alive:
+            groups[scope(i)].append(i)
+        params = _lsh_params(cfg)
+        plans = {g: candidate_pairs(sc.signatures[members], params) for g, members in groups.items()}
+        shingles_of: dict[int, np.ndarray] = {}
+        if cfg.verify == "exact":  # a second pass, keeping shingles of candidate documents only
+            wanted = {groups[g][a] for g, pairs in plans.items() for pair in pairs for a in pair}
+            wanted_uids = {keys[i].uid: i for i in wanted}
+            for d in _documents(input_dir):
+                i = wanted_uids.get(d["metadata"]["doc_uid"])
+                if i is not None:
+                    shingles_of[i] = shingle_hashes(d["text"], keys[i].route, cfg.shingle_size)
         for group, members in groups.items():
-            # exact verification keeps every shingle set in memory (~4 bytes per distinct shingle);
-            # "signature" keeps only the signatures (num_perm x 4 bytes per document) and estimates Jaccard.
-            shingles: list[np.ndarray] | None = [] if cfg.verify == "exact" else None
-            signatures = np.zeros((len(members), params.num_perm), dtype=np.uint32)
-            for k, d in enumerate(tqdm(members, desc=f"minhash {group}", unit="doc", leave=False)):
-                sh = shingle_hashes(d["text"], d["metadata"]["route"], cfg.shingle_size)
-                signatures[k] = hasher.signature(sh)
-                if shingles is not None:
-                    shingles.append(sh)
-            pairs = candidate_pairs(signatures, params)
-            verified = verify_pairs(pairs, cfg.threshold, shingles=shingles, signatures=signatures)
-            decisions = resolve_clusters(len(members), verified, cfg.threshold, shingles, signatures)
-            logger.info(f"near dedup {group}: {len(members)} docs, {len(pairs)} candidate pairs, {len(verified)} verified")
-            for d, dec in zip(members, decisions):
-                keeper_uid = members[dec.cluster]["metadata"]["doc_uid"]
+            local_shingles = None
+            if cfg.verify == "exact":
+                empty = np.zeros(0, dtype=np.uint64)
+                local_shingles = [shingles_of.get(i, empty) for i in members]
+            signatures = sc.signatures[members]
+            verified = verify_pairs(plans[group], cfg.threshold, shingles=local_shingles, signatures=signatures)
+            decisions = resolve_clusters(len(members), verified, cfg.threshold, local_shingles, signatures)
+            logger.info(
+                f"near dedup {group}: {len(members)} docs, {len(plans[group])} candidate pairs, {len(verified)} verified"
+            )
+            for i, dec in zip(members, decisions):
+                keeper_uid = keys[members[dec.cluster]].uid
                 if dec.duplicate_of is not None:
-                    remove(d, "near_duplicate", keeper_uid, dec.similarity)
+                    remove(i, "near_duplicate", keeper_uid, dec.similarity)
                 else:
-                    clusters[d["metadata"]["doc_uid"]] = {"dup_cluster": keeper_uid, "dup_cluster_size": dec.cluster_size}
+                    clusters[keys[i].uid] = {"dup_cluster": keeper_uid, "dup_cluster_size": dec.cluster_size}
     return removals, clusters
 
 
-def apply_removals(docs: list[dict], fingerprint: str, removals: RemovalList, clusters: dict, out: Path) -> Counter:
-    removals.check_applies_to(fingerprint, {d["metadata"]["doc_uid"] for d in docs})
+def apply_removals(input_dir: Path, removals: RemovalList, clusters: dict, out: Path) -> Counter:
+    """Streams the input into kept/ and removed/. Refuses (LineageError) a removal list computed on other input;
+    outputs appear only once every document was written (built in a temporary folder, then moved)."""
+    removals.check_applies_to(input_fingerprint(_input_files(input_dir), input_dir))
     counts: Counter = Counter()
-    kept_w = JsonlWriter(str(out / "kept"), output_filename="${route}/part_${rank}.jsonl.gz")
-    removed_w = JsonlWriter(str(out / "removed"), output_filename="${route}/part_${rank}.jsonl.gz")
+    seen: set[str] = set()
+    tmp = out / "apply.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    kept_w = JsonlWriter(str(tmp / "kept"), output_filename="${route}/part_${rank}.jsonl.gz")
+    removed_w = JsonlWriter(str(tmp / "removed"), output_filename="${route}/part_${rank}.jsonl.gz")
     with kept_w, removed_w:
-        for d in docs:
+        for d in tqdm(_documents(input_dir), desc="dedup write", unit="doc", leave=False):
             meta = d["metadata"]
             uid = meta["doc_uid"]
+            seen.add(uid)
             entry = removals.entries.get(uid)
             if entry:
                 meta.update(dedup_reason=entry["reason"], duplicate_of=entry["duplicate_of"], similarity=entry["similarity"])
@@ -197,35 +256,41 @@ def apply_removals(docs: list[dict], fingerprint: str, removals: RemovalList, cl
                 meta.update(clusters.get(uid, {"dup_cluster": uid, "dup_cluster_size": 1}))
                 kept_w.write(Document(text=d["text"], id=d["id"], metadata=meta), 0)
                 counts[(meta["route"], "kept")] += 1
+    unknown = [uid for uid in removals.entries if uid not in seen]
+    if unknown:
+        shutil.rmtree(tmp)
+        raise LineageError(f"{len(unknown)} removal(s) name documents not in this input, e.g. {unknown[:3]}")
+    for sub in ("kept", "removed"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+        if (tmp / sub).exists():
+            (tmp / sub).rename(out / sub)
+    shutil.rmtree(tmp, ignore_errors=True)
     return counts
 
 
 def run_dedup(input_dir: Path, output_dir: Path, cfg: DedupConfig) -> dict:
-    """Runs the stage; skips the work when the manifest says it was done on this exact input."""
+    """Runs the stage; skips the work when the manifest says it was done on this exact input and config."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    docs, files = _load(input_dir)
-    if not docs:
-        raise FileNotFoundError(f"dedup: no documents under {input_dir}/<route>/*.jsonl.gz; run the corpus stage first")
-    fingerprint = input_fingerprint(files, input_dir, [d["metadata"]["doc_uid"] for d in docs])
+    files = _input_files(input_dir)
+    if not files:
+        raise FileNotFoundError(f"dedup: no shards under {input_dir}/<route>/*.jsonl.gz; run the corpus stage first")
     manifest_path = output_dir / "manifest.json"
     config_hash = xxhash.xxh3_64_hexdigest(cfg.model_dump_json())
     if manifest_path.exists():
         manifest = orjson.loads(manifest_path.read_bytes())
-        if manifest.get("input_fingerprint") == fingerprint and manifest.get("config_hash") == config_hash:
+        if manifest.get("input_fingerprint") == input_fingerprint(files, input_dir) and manifest.get("config_hash") == config_hash:
             logger.info("dedup: already done on this input with this config")
             return manifest
+    sc = scan(input_dir, cfg)
     removals_path = output_dir / "removals.json"
-    removals, clusters = compute_removals(docs, fingerprint, cfg)
+    removals, clusters = compute_removals(input_dir, sc, cfg)
     removals.save(removals_path)
-    for sub in ("kept", "removed"):
-        for old in (output_dir / sub).glob("*/*.jsonl.gz"):
-            old.unlink()
-    counts = apply_removals(docs, fingerprint, RemovalList.load(removals_path), clusters, output_dir)
+    counts = apply_removals(input_dir, RemovalList.load(removals_path), clusters, output_dir)
     cluster_sizes = Counter(c["dup_cluster_size"] for c in clusters.values())
     manifest = {
-        "input_fingerprint": fingerprint,
+        "input_fingerprint": sc.fingerprint,
         "config_hash": config_hash,
-        "input_documents": len(docs),
+        "input_documents": len(sc.keys),
         "counts": [{"route": r, "outcome": o, "documents": n} for (r, o), n in sorted(counts.items())],
         "cluster_sizes": {str(k): v for k, v in sorted(cluster_sizes.items())},
         "outputs": {
