@@ -79,7 +79,7 @@ def normalize_url(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower().removeprefix("www."), path, query, ""))
 
 
-@dataclass
+@dataclass(slots=True)
 class DocKey:
     """What the decisions need about a document, without its text (the stage streams texts, never holds them)."""
 
