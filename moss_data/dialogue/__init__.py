@@ -1,0 +1,1 @@
+"""Synthetic-dialogue engine: generation backends, self-instruct, multi-turn conversations, dialogue shards."""
