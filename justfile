@@ -49,3 +49,7 @@ clean:
 # near-dedup quality (P/R/F1 at Jaccard >= 0.8 vs exact ground truth) and signature speed: ours, datatrove, datasketch
 bench-dedup:
     python -m moss_data.bench.dedup --out data/bench
+
+# generate a small bilingual dialogue dataset (default: SmolLM2-135M on CPU; resumable)
+dialogues recipe="recipes/dialogue/tiny_cpu.yaml":
+    moss-data dialogues {{recipe}}

@@ -85,5 +85,23 @@ def check_recipe(recipe: RecipeArg, set_: SetOpt = None):
     typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
 
 
+@app.command()
+def dialogues(
+    recipe: Annotated[Path, typer.Argument(help="dialogue recipe YAML, e.g. recipes/dialogue/tiny_cpu.yaml")],
+    set_: SetOpt = None,
+):
+    """Generate conversations: seeds -> self-instruct -> multi-turn dialogues -> parquet shards (resumable)."""
+    from moss_data.dialogue.stage import DialogueRecipe, run_dialogues
+
+    try:
+        cfg = load_recipe(recipe, DialogueRecipe, _overrides(set_))
+    except RecipeError as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    summary = run_dialogues(cfg)
+    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(f"shards: {cfg.output_dir / 'shards'} ; quarantine: {cfg.output_dir / 'quarantine'}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

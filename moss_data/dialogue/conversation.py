@@ -1,0 +1,131 @@
+"""Multi-turn conversations: the MOSS assistant and a user simulator alternate, batched across conversations.
+
+Turns per conversation are drawn per category (``1 + Poisson(mean - 1)``, capped at ``max_turns``); released MOSS
+data averages 5-6 turns for writing, role-play and code, ~3 for honest and harmless. Every model output is checked;
+a bad one sends the whole conversation to quarantine with the reason (``empty_reply``, ``truncated_reply``,
+``role_marker``, ``backend_error``, and the same for the simulated user), never into the shards.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+import xxhash
+from tqdm import tqdm
+
+from moss_data.dialogue.backends import Backend, Generation, SamplingParams
+from moss_data.dialogue.selfinstruct import LANGUAGE_NAMES
+from moss_data.dialogue.shards import ShardStore
+from moss_data.formats import Capabilities, Conversation, Turn, meta_instruction
+
+# Markers of MOSS's own format inside model text would corrupt the serialization.
+ROLE_MARKER = re.compile(r"<\|(?:Human|MOSS|Inner Thoughts|Commands|Results)\|>|<eo[htcrm]>")
+
+
+@dataclass
+class Job:
+    conversation_id: str
+    category: str
+    language: str
+    prompt: str
+    target_turns: int
+    turns: list[Turn] = field(default_factory=list)
+    pending_human: str = ""
+    failure: str = ""
+    raw: str = ""
+
+    @property
+    def active(self) -> bool:
+        return not self.failure and len(self.turns) < self.target_turns
+
+
+def draw_turns(rng: np.random.Generator, mean: float, max_turns: int) -> int:
+    return int(min(max_turns, 1 + rng.poisson(max(mean - 1, 0))))
+
+
+def check_output(gen: Generation, who: str) -> str:
+    """'' if the output is usable, else the quarantine reason."""
+    if gen.finish_reason == "error":
+        return "backend_error"
+    if not gen.text.strip():
+        return f"empty_{who}"
+    if gen.finish_reason == "length":
+        return f"truncated_{who}"
+    if ROLE_MARKER.search(gen.text):
+        return "role_marker"
+    return ""
+
+
+def transcript(job: Job) -> str:
+    lines = []
+    for t in job.turns:
+        lines += [f"User: {t.human}", f"Assistant: {t.moss}"]
+    return "\n".join(lines)
+
+
+def run_conversations(
+    backend: Backend,
+    jobs: list[Job],
+    store: ShardStore,
+    assistant_params: SamplingParams,
+    user_params: SamplingParams,
+    user_template: str,
+    provenance: dict,
+    batch_size: int = 16,
+) -> None:
+    system = {"role": "system", "content": meta_instruction(Capabilities())}
+    bar = tqdm(total=len(jobs), desc="conversations", unit="conv")
+    for start in range(0, len(jobs), batch_size):
+        batch = jobs[start : start + batch_size]
+        for job in batch:
+            job.pending_human = job.prompt
+        while any(j.active for j in batch):
+            active = [j for j in batch if j.active]
+            histories = []
+            for j in active:
+                messages = [system]
+                for t in j.turns:
+                    messages += [{"role": "user", "content": t.human}, {"role": "assistant", "content": t.moss}]
+                histories.append(messages + [{"role": "user", "content": j.pending_human}])
+            for j, gen in zip(active, backend.chat(histories, assistant_params)):
+                reason = check_output(gen, "reply")
+                if reason:
+                    j.failure, j.raw = reason, gen.text or gen.error
+                    continue
+                j.turns.append(Turn(j.pending_human, gen.text.strip()))
+            needs_user = [j for j in active if j.active]
+            if needs_user:
+                requests = [[{"role": "user", "content": user_template.format(
+                    transcript=transcript(j), language_name=LANGUAGE_NAMES[j.language])}] for j in needs_user]
+                for j, gen in zip(needs_user, backend.chat(requests, user_params)):
+                    reason = check_output(gen, "user")
+                    if reason:
+                        j.failure, j.raw = reason, gen.text or gen.error
+                    else:
+                        j.pending_human = gen.text.strip().removeprefix("User:").strip()
+        for job in batch:
+            prov = orjson.dumps(provenance | {"target_turns": job.target_turns}).decode()
+            if job.failure:
+                store.quarantine({"conversation_id": job.conversation_id, "category": job.category,
+                                  "reason": job.failure, "raw": job.raw[:2000], "provenance": prov})
+            else:
+                conv = Conversation(job.conversation_id, job.category, job.turns)
+                store.add({
+                    "conversation_id": job.conversation_id,
+                    "category": job.category,
+                    "language": job.language,
+                    "num_turns": len(job.turns),
+                    "messages": [{"role": m["role"], "content": m["content"]} for m in conv.to_messages()],
+                    "moss_record": orjson.dumps(conv.to_record()).decode(),
+                    "provenance": prov,
+                })
+            bar.update()
+    store.flush()
+    bar.close()
+
+
+def template_hash(*texts: str) -> str:
+    return xxhash.xxh3_64_hexdigest("\0".join(texts))

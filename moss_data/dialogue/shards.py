@@ -1,0 +1,129 @@
+"""Dialogue shards you can trust: parquet written atomically, a manifest, resume without duplicates, quarantine.
+
+Layout::
+
+    shards/part_00000.parquet       conversations (one row each), written to .tmp then renamed
+    quarantine/part_00000.parquet   malformed outputs with the reason, never silently dropped
+    manifest.json                   every finished shard: file, rows, sha256; replaced atomically
+
+Work is keyed by conversation id. On resume, ids in the manifest's shards are done; a shard file that exists but is
+not in the manifest (killed between the rename and the manifest update) is adopted if it reads back whole, else
+removed; ``.tmp`` files are removed. Rows buffered but not flushed when the process died are simply generated again:
+nothing is lost and nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from loguru import logger
+
+from moss_data.dedup.lineage import file_sha256
+
+SCHEMA = pa.schema(
+    [
+        ("conversation_id", pa.string()),
+        ("category", pa.string()),
+        ("language", pa.string()),
+        ("num_turns", pa.int32()),
+        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        ("moss_record", pa.string()),  # the released MOSS shape, as JSON
+        ("provenance", pa.string()),  # model, sampling parameters, seed, template hashes, as JSON
+    ]
+)
+QUARANTINE_SCHEMA = pa.schema(
+    [("conversation_id", pa.string()), ("category", pa.string()), ("reason", pa.string()), ("raw", pa.string()),
+     ("provenance", pa.string())]
+)
+
+
+class ShardStore:
+    def __init__(self, out: Path, rows_per_shard: int = 500):
+        self.out = Path(out)
+        self.rows_per_shard = rows_per_shard
+        self.manifest_path = self.out / "manifest.json"
+        (self.out / "shards").mkdir(parents=True, exist_ok=True)
+        (self.out / "quarantine").mkdir(parents=True, exist_ok=True)
+        self.manifest = self._recover()
+        self._buffers: dict[str, list[dict]] = {"shards": [], "quarantine": []}
+
+    # -------------------------------------------------------------- state
+
+    def done_ids(self) -> set[str]:
+        """Conversation ids already written (kept or quarantined), read from the shards' id column."""
+        return {
+            cid
+            for kind in ("shards", "quarantine")
+            for s in self.manifest[kind]
+            for cid in pq.read_table(self.out / s["file"], columns=["conversation_id"]).column(0).to_pylist()
+        }
+
+    def counts(self) -> dict[str, int]:
+        return {kind: sum(s["rows"] for s in self.manifest[kind]) for kind in ("shards", "quarantine")}
+
+    def _recover(self) -> dict:
+        manifest = {"shards": [], "quarantine": []}
+        if self.manifest_path.exists():
+            manifest = orjson.loads(self.manifest_path.read_bytes())
+        for kind in ("shards", "quarantine"):
+            listed = {s["file"] for s in manifest[kind]}
+            for tmp in (self.out / kind).glob("*.tmp"):
+                tmp.unlink()
+            for path in sorted((self.out / kind).glob("part_*.parquet")):
+                name = f"{kind}/{path.name}"
+                if name in listed:
+                    continue
+                try:  # finished on disk, killed before the manifest said so: adopt it if it reads back whole
+                    table = pq.read_table(path)
+                    manifest[kind].append(self._entry(path, kind, table.num_rows))
+                    logger.info(f"dialogue shards: adopted {name} ({table.num_rows} rows) left by a killed run")
+                except (pa.ArrowException, OSError) as e:
+                    logger.warning(f"dialogue shards: removing unreadable {name}: {e}")
+                    path.unlink()
+        self._write_manifest(manifest)
+        return manifest
+
+    # -------------------------------------------------------------- writing
+
+    def add(self, row: dict) -> None:
+        self._add("shards", row)
+
+    def quarantine(self, row: dict) -> None:
+        self._add("quarantine", row)
+
+    def _add(self, kind: str, row: dict) -> None:
+        self._buffers[kind].append(row)
+        if len(self._buffers[kind]) >= self.rows_per_shard:
+            self._flush(kind)
+
+    def flush(self) -> None:
+        for kind in ("shards", "quarantine"):
+            self._flush(kind)
+
+    def _flush(self, kind: str) -> None:
+        rows = self._buffers[kind]
+        if not rows:
+            return
+        schema = SCHEMA if kind == "shards" else QUARANTINE_SCHEMA
+        index = len(self.manifest[kind])
+        path = self.out / kind / f"part_{index:05d}.parquet"
+        tmp = path.with_suffix(".parquet.tmp")
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        tmp.rename(path)
+        self.manifest[kind].append(self._entry(path, kind, len(rows)))
+        self._write_manifest(self.manifest)
+        self._buffers[kind] = []
+
+    def _entry(self, path: Path, kind: str, rows: int) -> dict:
+        return {"file": f"{kind}/{path.name}", "rows": rows, "sha256": file_sha256(path)}
+
+    def _write_manifest(self, manifest: dict) -> None:
+        tmp = self.manifest_path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(manifest))
+        os.replace(tmp, self.manifest_path)
