@@ -1,0 +1,157 @@
+"""Dialogue engine: novelty filtering, prompt filters, quarantine, shards that survive kill -9 and load in datasets."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+from moss_data.corpus.langid import LanguageRouter
+from moss_data.corpus.shards import iter_documents
+from moss_data.dedup.shingles import tokenize
+from moss_data.dialogue.backends import Generation
+from moss_data.dialogue.conversation import check_output
+from moss_data.dialogue.selfinstruct import NoveltyIndex, PromptFilter, SelfInstructConfig, load_seeds, rouge_l
+from moss_data.dialogue.shards import ShardStore
+from moss_data.formats import Conversation
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def real_sentences(sample_run) -> list[str]:
+    out = []
+    for d in itertools.islice(iter_documents(sample_run.output_dir / "clean" / "en"), 120):
+        out += [s.strip() for s in d["text"].replace("\n", " ").split(". ") if 40 < len(s) < 200]
+    assert len(out) > 300
+    return out
+
+
+def test_novelty_index_matches_brute_force_rouge(real_sentences):
+    index = NoveltyIndex(0.7)
+    kept: list[str] = []
+    misses = 0
+    for s in real_sentences:
+        lsh_says = index.most_similar(s) >= 0.7
+        brute = max((rouge_l(tokenize(s, "zh"), tokenize(k, "zh")) for k in kept), default=0) >= 0.7
+        assert brute or not lsh_says  # candidates are verified with ROUGE-L: the LSH never invents a match
+        misses += brute and not lsh_says
+        if not lsh_says:
+            index.add(s)
+            kept.append(s)
+    # near-copies of kept prompts are caught, and the LSH compared far fewer pairs than all of them
+    for s in kept[:50]:
+        assert index.most_similar(s.replace(" the ", " a ", 1) + " Please.") >= 0.7
+    assert index.comparisons < 0.05 * len(real_sentences) * len(kept)
+    assert misses <= 0.02 * len(real_sentences)
+
+
+def test_prompt_filter_reasons():
+    cfg = SelfInstructConfig()
+    seeds = load_seeds(REPO / "prompts" / "seeds", ["en", "zh"], ["writing"])
+    index = NoveltyIndex(cfg.novelty_threshold)
+    for s in seeds[("en", "writing")]:
+        index.add(s)
+    f = PromptFilter(cfg, "en", index, LanguageRouter())
+    seed = seeds[("en", "writing")][0]
+    assert f.check("Write a haiku about a quiet harbor at dawn, with one image of gulls.", "length") == "truncated"
+    assert f.check("Write.", "stop") == "too_short"
+    assert f.check("Describe this picture of a harbor at dawn in three sentences.", "stop") == "blacklisted"
+    assert f.check(seeds[("zh", "writing")][0], "stop") == "wrong_language"
+    assert f.check(seed.replace("short", "brief"), "stop") == "not_novel"
+    assert f.check("Write a limerick about a cat who learns to play the violin.", "stop") is None
+    assert f.check("Write a limerick about a cat who learns to play the violin!", "stop") == "not_novel"
+
+
+def test_bad_outputs_get_a_reason():
+    assert check_output(Generation("Fine answer.", "stop"), "reply") == ""
+    assert check_output(Generation("", "stop"), "reply") == "empty_reply"
+    assert check_output(Generation("Cut in the mid", "length"), "reply") == "truncated_reply"
+    assert check_output(Generation("Sure<eom>\n<|Human|>: more", "stop"), "reply") == "role_marker"
+    assert check_output(Generation("", "error", error="HTTP 503"), "user") == "backend_error"
+
+
+def row(cid: str) -> dict:
+    conv_messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    return {"conversation_id": cid, "category": "writing", "language": "en", "num_turns": 1,
+            "messages": conv_messages, "moss_record": "{}", "provenance": "{}"}
+
+
+def test_shard_store_recovers_what_a_kill_leaves(tmp_path):
+    store = ShardStore(tmp_path, rows_per_shard=2)
+    for i in range(4):
+        store.add(row(f"c{i}"))
+    store.add(row("c4"))  # buffered, not flushed: "lost" by the kill, regenerated later
+    shards = tmp_path / "shards"
+    # killed after renaming part_00002 but before the manifest update, with a half-written .tmp next to it
+    (shards / "part_00001.parquet").rename(shards / "part_00002.parquet")
+    manifest = orjson.loads((tmp_path / "manifest.json").read_bytes())
+    manifest["shards"] = manifest["shards"][:1]
+    (tmp_path / "manifest.json").write_bytes(orjson.dumps(manifest))
+    (shards / "part_00003.parquet.tmp").write_bytes(b"PAR1 half")
+    (shards / "part_00004.parquet").write_bytes(b"PAR1 not a parquet file")
+    again = ShardStore(tmp_path, rows_per_shard=2)
+    assert again.done_ids() == {"c0", "c1", "c2", "c3"}
+    assert sorted(p.name for p in shards.iterdir()) == ["part_00000.parquet", "part_00002.parquet"]
+
+
+RESUME_RECIPE = """
+name: resume-test
+output_dir: {out}
+prompts_dir: {prompts}
+categories: [writing, code, honest]
+conversations_per_category: 3
+max_turns: 1
+self_instruct: {{enabled: false}}
+backend: {{kind: transformers, batch_size: 2, model: {model}}}
+assistant_sampling: {{max_new_tokens: 24, temperature: 0.7}}
+batch_size: 2
+rows_per_shard: 1
+"""
+
+
+def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
+    from moss_data.dialogue.models import local_smollm2
+
+    model = local_smollm2(REPO / "data" / "models" / "smollm2-135m-instruct")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RESUME_RECIPE.format(out=tmp_path / "out", prompts=REPO / "prompts", model=model))
+    cli = [sys.executable, "-m", "moss_data.cli", "dialogues", str(recipe)]
+    proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    shards = tmp_path / "out" / "shards"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(shards.glob("*.parquet"))) + len(
+            list((tmp_path / "out" / "quarantine").glob("*.parquet"))) < 3:
+        if proc.poll() is not None:
+            pytest.fail("the generation finished before it could be killed: make it longer")
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written_before = len(ShardStore(tmp_path / "out").done_ids())
+    assert 3 <= written_before < 18
+    subprocess.run(cli, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    store = ShardStore(tmp_path / "out")
+    ids = [cid for kind in ("shards", "quarantine") for s in store.manifest[kind]
+           for cid in pq.read_table(tmp_path / "out" / s["file"], columns=["conversation_id"]).column(0).to_pylist()]
+    planned = [orjson.loads(line)["conversation_id"] for line in (tmp_path / "out" / "prompts.jsonl").read_bytes().splitlines()]
+    assert len(planned) == 18 and sorted(ids) == sorted(planned)  # every conversation exactly once
+
+    import datasets
+
+    ds = datasets.load_dataset("parquet", data_files=str(shards / "*.parquet"), split="train")
+    assert len(ds) == store.counts()["shards"] and len(ds) > 0
+    first = ds[0]
+    assert first["messages"][0]["role"] == "system" and first["messages"][1]["role"] == "user"
+    conv = Conversation.from_record(orjson.loads(first["moss_record"]))
+    assert conv.conversation_id == first["conversation_id"] and len(conv.turns) == first["num_turns"]
+    prov = orjson.loads(first["provenance"])
+    assert prov["model"].startswith("transformers:") and "template_hash" in prov
