@@ -53,3 +53,7 @@ bench-dedup:
 # generate a small bilingual dialogue dataset (default: SmolLM2-135M on CPU; resumable)
 dialogues recipe="recipes/dialogue/tiny_cpu.yaml":
     moss-data dialogues {{recipe}}
+
+# dialogue pipeline overhead vs the raw backend, and a GPU-hour projection for 1.1M conversations
+bench-dialogue:
+    python -m moss_data.bench.dialogue --out data/bench

@@ -36,6 +36,8 @@ class Job:
     pending_human: str = ""
     failure: str = ""
     raw: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
     @property
     def active(self) -> bool:
@@ -91,6 +93,8 @@ def run_conversations(
                     messages += [{"role": "user", "content": t.human}, {"role": "assistant", "content": t.moss}]
                 histories.append(messages + [{"role": "user", "content": j.pending_human}])
             for j, gen in zip(active, backend.chat(histories, assistant_params)):
+                j.prompt_tokens += gen.prompt_tokens
+                j.completion_tokens += gen.completion_tokens
                 reason = check_output(gen, "reply")
                 if reason:
                     j.failure, j.raw = reason, gen.text or gen.error
@@ -101,13 +105,17 @@ def run_conversations(
                 requests = [[{"role": "user", "content": user_template.format(
                     transcript=transcript(j), language_name=LANGUAGE_NAMES[j.language])}] for j in needs_user]
                 for j, gen in zip(needs_user, backend.chat(requests, user_params)):
+                    j.prompt_tokens += gen.prompt_tokens
+                    j.completion_tokens += gen.completion_tokens
                     reason = check_output(gen, "user")
                     if reason:
                         j.failure, j.raw = reason, gen.text or gen.error
                     else:
                         j.pending_human = gen.text.strip().removeprefix("User:").strip()
         for job in batch:
-            prov = orjson.dumps(provenance | {"target_turns": job.target_turns}).decode()
+            prov = orjson.dumps(provenance | {
+                "target_turns": job.target_turns, "prompt_tokens": job.prompt_tokens,
+                "completion_tokens": job.completion_tokens}).decode()
             if job.failure:
                 store.quarantine({"conversation_id": job.conversation_id, "category": job.category,
                                   "reason": job.failure, "raw": job.raw[:2000], "provenance": prov})
