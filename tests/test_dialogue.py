@@ -155,3 +155,13 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert conv.conversation_id == first["conversation_id"] and len(conv.turns) == first["num_turns"]
     prov = orjson.loads(first["provenance"])
     assert prov["model"].startswith("transformers:") and "template_hash" in prov
+
+
+def test_reply_in_the_other_language_is_quarantined():
+    router = LanguageRouter()
+    english = Generation("The harbor was quiet at dawn, and the fishing boats waited for the tide to turn.", "stop")
+    chinese = Generation("清晨的港口很安静，渔船在等待潮水转向，海鸥在天空中盘旋，远处传来钟声。", "stop")
+    assert check_output(english, "reply", "en", router) == ""
+    assert check_output(english, "reply", "zh", router) == "wrong_language_reply"
+    assert check_output(chinese, "reply", "zh", router) == ""
+    assert check_output(Generation("OK, 好的。", "stop"), "reply", "zh", router) == ""  # too short to judge

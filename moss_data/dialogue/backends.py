@@ -29,6 +29,7 @@ class SamplingParams(StrictModel):
     max_new_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(0.9, gt=0, le=1)
+    repetition_penalty: float = Field(1.0, ge=1.0, description="> 1 discourages loops (small models need it)")
     seed: int = 0
 
 
@@ -88,6 +89,7 @@ class TransformersBackend:
                 do_sample=sampled,
                 temperature=params.temperature if sampled else None,
                 top_p=params.top_p if sampled else None,
+                repetition_penalty=params.repetition_penalty,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
         gens = []
@@ -157,6 +159,8 @@ class HTTPBackend:
             "top_p": params.top_p,
             "seed": params.seed + index,
         }
+        if params.repetition_penalty != 1.0:  # not in OpenAI's API; vLLM's server accepts it
+            body["repetition_penalty"] = params.repetition_penalty
         error = ""
         for attempt in range(self.max_retries + 1):
             try:
@@ -202,7 +206,7 @@ class VLLMBackend:
         from vllm import SamplingParams as VSampling
 
         sp = VSampling(max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
-                       seed=params.seed)
+                       repetition_penalty=params.repetition_penalty, seed=params.seed)
         outputs = self.llm.chat(conversations, sp, use_tqdm=True)
         return [
             Generation(

@@ -3,7 +3,8 @@
 Turns per conversation are drawn per category (``1 + Poisson(mean - 1)``, capped at ``max_turns``); released MOSS
 data averages 5-6 turns for writing, role-play and code, ~3 for honest and harmless. Every model output is checked;
 a bad one sends the whole conversation to quarantine with the reason (``empty_reply``, ``truncated_reply``,
-``role_marker``, ``backend_error``, and the same for the simulated user), never into the shards.
+``role_marker``, ``wrong_language_reply``, ``backend_error``, and the same for the simulated user), never into the
+shards.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ def draw_turns(rng: np.random.Generator, mean: float, max_turns: int) -> int:
     return int(min(max_turns, 1 + rng.poisson(max(mean - 1, 0))))
 
 
-def check_output(gen: Generation, who: str) -> str:
-    """'' if the output is usable, else the quarantine reason."""
+def check_output(gen: Generation, who: str, language: str | None = None, router=None) -> str:
+    """'' if the output is usable, else the quarantine reason. With a router (lid.176), an output of 40+ letters
+    that is confidently in the other language of the recipe is ``wrong_language_<who>``: language follows the
+    prompt."""
     if gen.finish_reason == "error":
         return "backend_error"
     if not gen.text.strip():
@@ -58,6 +61,10 @@ def check_output(gen: Generation, who: str) -> str:
         return f"truncated_{who}"
     if ROLE_MARKER.search(gen.text):
         return "role_marker"
+    if router is not None and language and sum(ch.isalpha() for ch in gen.text) >= 40:
+        detected, score = router.classify(gen.text)
+        if detected in ("en", "zh") and detected != language and score >= 0.8:
+            return f"wrong_language_{who}"
     return ""
 
 
@@ -78,6 +85,9 @@ def run_conversations(
     provenance: dict,
     batch_size: int = 16,
 ) -> None:
+    from moss_data.corpus.langid import LanguageRouter
+
+    router = LanguageRouter()
     system = {"role": "system", "content": meta_instruction(Capabilities())}
     bar = tqdm(total=len(jobs), desc="conversations", unit="conv")
     for start in range(0, len(jobs), batch_size):
@@ -95,7 +105,7 @@ def run_conversations(
             for j, gen in zip(active, backend.chat(histories, assistant_params)):
                 j.prompt_tokens += gen.prompt_tokens
                 j.completion_tokens += gen.completion_tokens
-                reason = check_output(gen, "reply")
+                reason = check_output(gen, "reply", j.language, router)
                 if reason:
                     j.failure, j.raw = reason, gen.text or gen.error
                     continue
@@ -107,7 +117,7 @@ def run_conversations(
                 for j, gen in zip(needs_user, backend.chat(requests, user_params)):
                     j.prompt_tokens += gen.prompt_tokens
                     j.completion_tokens += gen.completion_tokens
-                    reason = check_output(gen, "user")
+                    reason = check_output(gen, "user", j.language, router)
                     if reason:
                         j.failure, j.raw = reason, gen.text or gen.error
                     else:

@@ -65,9 +65,14 @@ def prepare_prompts(recipe: DialogueRecipe, backend) -> list[dict]:
         generated = {key: pool[:n] for key, pool in seeds.items()}
     items = []
     for (language, category), prompts in sorted(generated.items()):
-        for i, prompt in enumerate(prompts[:n]):
+        sources = ["self-instruct" if recipe.self_instruct.enabled else "seed"] * len(prompts[:n])
+        if len(prompts) < n:  # self-instruct fell short of the quota (a small model): fill with seed prompts
+            fill = seeds[(language, category)][: n - len(prompts)]
+            logger.warning(f"self-instruct: {language}/{category} got {len(prompts)} of {n}; {len(fill)} seed prompts fill in")
+            prompts, sources = prompts + fill, sources + ["seed"] * len(fill)
+        for i, (prompt, source) in enumerate(zip(prompts[:n], sources)):
             items.append({"conversation_id": f"{language}-{_slug(category)}-{i:06d}", "language": language,
-                          "category": category, "prompt": prompt})
+                          "category": category, "prompt": prompt, "prompt_source": source})
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(b"".join(orjson.dumps(it) + b"\n" for it in items))
     os.replace(tmp, path)
