@@ -64,6 +64,7 @@ def test_prompt_filter_reasons():
     seed = seeds[("en", "writing")][0]
     assert f.check("Write a haiku about a quiet harbor at dawn, with one image of gulls.", "length") == "truncated"
     assert f.check("Write.", "stop") == "too_short"
+    assert f.check("Here's a new request for you:", "stop") == "not_a_request"
     assert f.check("Describe this picture of a harbor at dawn in three sentences.", "stop") == "blacklisted"
     assert f.check(seeds[("zh", "writing")][0], "stop") == "wrong_language"
     assert f.check(seed.replace("short", "brief"), "stop") == "not_novel"

@@ -1,7 +1,7 @@
 """Self-instruct expansion: seed prompts -> new prompts per category and language, filtered, with counts per reason.
 
 Filters, in order (reason names in brackets): the model stopped on its own [truncated]; length in characters
-[too_short, too_long]; no blacklisted word (tasks a text model cannot do: images, video, files) [blacklisted];
+[too_short, too_long]; not a preamble ending in a colon ("Here's a new request:") [not_a_request]; no blacklisted word (tasks a text model cannot do: images, video, files) [blacklisted];
 lid.176 agrees with the target language [wrong_language]; novelty [not_novel]. Novelty scales to millions of
 prompts: an incremental MinHash LSH index over the accepted prompts proposes candidates, and ROUGE-L (on words, or
 characters for Chinese) is computed only against those; a prompt with ROUGE-L >= ``novelty_threshold`` to any of
@@ -88,6 +88,8 @@ class NoveltyIndex:
         return len(self.tokens)
 
 
+# Small models often answer with a preamble instead of a request ("Here's a new request:").
+_NOT_A_REQUEST = re.compile(r"(^\s*(here'?s|here is|sure|certainly|以下是|好的)\b.*[:：]\s*$)|[:：]\s*$", re.IGNORECASE)
 _PREFIX = re.compile(r"^\s*(?:new request|request|task|新的请求|请求|任务)\s*[:：]\s*", re.IGNORECASE)
 
 
@@ -113,6 +115,8 @@ class PromptFilter:
             return "too_short"
         if len(text) > self.cfg.max_chars.get(self.language, 1000):
             return "too_long"
+        if _NOT_A_REQUEST.search(text):
+            return "not_a_request"
         lowered = text.lower()
         if any(word in lowered for word in BLACKLIST):
             return "blacklisted"
