@@ -1,8 +1,9 @@
 """Self-instruct expansion: seed prompts -> new prompts per category and language, filtered, with counts per reason.
 
 Filters, in order (reason names in brackets): the model stopped on its own [truncated]; length in characters
-[too_short, too_long]; not a preamble ending in a colon ("Here's a new request:") [not_a_request]; no blacklisted word (tasks a text model cannot do: images, video, files) [blacklisted];
-lid.176 agrees with the target language [wrong_language]; novelty [not_novel]. Novelty scales to millions of
+[too_short, too_long]; not a preamble ending in a colon ("Here's a new request:") [not_a_request]; no blacklisted
+word (tasks a text model cannot do: images, video, files) [blacklisted]; lid.176 agrees with the target language
+[wrong_language]; novelty [not_novel]. Novelty scales to millions of
 prompts: an incremental MinHash LSH index over the accepted prompts proposes candidates, and ROUGE-L (on words, or
 characters for Chinese) is computed only against those; a prompt with ROUGE-L >= ``novelty_threshold`` to any of
 them is rejected.
