@@ -44,6 +44,17 @@ class Job:
     def active(self) -> bool:
         return not self.failure and len(self.turns) < self.target_turns
 
+    def take(self, gen: Generation, who: str, router) -> str | None:
+        """Counts the tokens; returns the output's text if usable, else records why not (the conversation then
+        goes to quarantine) and returns None."""
+        self.prompt_tokens += gen.prompt_tokens
+        self.completion_tokens += gen.completion_tokens
+        reason = check_output(gen, who, self.language, router)
+        if reason:
+            self.failure, self.raw = reason, gen.text or gen.error
+            return None
+        return gen.text.strip()
+
 
 def draw_turns(rng: np.random.Generator, mean: float, max_turns: int) -> int:
     return int(min(max_turns, 1 + rng.poisson(max(mean - 1, 0))))
@@ -103,25 +114,17 @@ def run_conversations(
                     messages += [{"role": "user", "content": t.human}, {"role": "assistant", "content": t.moss}]
                 histories.append(messages + [{"role": "user", "content": j.pending_human}])
             for j, gen in zip(active, backend.chat(histories, assistant_params)):
-                j.prompt_tokens += gen.prompt_tokens
-                j.completion_tokens += gen.completion_tokens
-                reason = check_output(gen, "reply", j.language, router)
-                if reason:
-                    j.failure, j.raw = reason, gen.text or gen.error
-                    continue
-                j.turns.append(Turn(j.pending_human, gen.text.strip()))
+                reply = j.take(gen, "reply", router)
+                if reply is not None:
+                    j.turns.append(Turn(j.pending_human, reply))
             needs_user = [j for j in active if j.active]
             if needs_user:
                 requests = [[{"role": "user", "content": user_template.format(
                     transcript=transcript(j), language_name=LANGUAGE_NAMES[j.language])}] for j in needs_user]
                 for j, gen in zip(needs_user, backend.chat(requests, user_params)):
-                    j.prompt_tokens += gen.prompt_tokens
-                    j.completion_tokens += gen.completion_tokens
-                    reason = check_output(gen, "user", j.language, router)
-                    if reason:
-                        j.failure, j.raw = reason, gen.text or gen.error
-                    else:
-                        j.pending_human = gen.text.strip().removeprefix("User:").strip()
+                    message = j.take(gen, "user", router)
+                    if message is not None:
+                        j.pending_human = message.removeprefix("User:").strip()
         for job in batch:
             prov = orjson.dumps(provenance | {
                 "target_turns": job.target_turns, "prompt_tokens": job.prompt_tokens,
