@@ -1,0 +1,68 @@
+"""Offline web search: BM25 over passages of the project's own cleaned corpus shards.
+
+Passages are ~400-character windows of the clean documents (en and zh routes). Tokens: lower-cased words, and for
+Chinese, character bigrams (Chinese has no spaces). Results are the top passages, returned as MOSS snippets. An
+online provider can replace it behind the same ``search(query, k)`` method.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from moss_data.corpus.shards import iter_documents
+
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_WORD = re.compile(r"[^\W\u4e00-\u9fff]+|[\u4e00-\u9fff]+")
+
+
+def search_tokens(text: str) -> list[str]:
+    out = []
+    for piece in _WORD.findall(text.lower()):
+        if _CJK.match(piece):
+            out += [piece[i : i + 2] for i in range(max(1, len(piece) - 1))]
+        else:
+            out.append(piece)
+    return out
+
+
+class SearchIndex:
+    def __init__(self, passages: list[str], k1: float = 1.5, b: float = 0.75):
+        self.passages = passages
+        self.k1, self.b = k1, b
+        self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self.lengths = []
+        for i, p in enumerate(passages):
+            counts = Counter(search_tokens(p))
+            self.lengths.append(sum(counts.values()))
+            for token, tf in counts.items():
+                self.postings[token].append((i, tf))
+        self.avg_len = sum(self.lengths) / max(len(self.lengths), 1)
+
+    @classmethod
+    def from_shards(cls, clean_dir: Path, routes=("en", "zh"), window: int = 400, max_passages: int = 200_000):
+        passages: list[str] = []
+        for route in routes:
+            for d in iter_documents(Path(clean_dir) / route):
+                text = " ".join(d["text"].split())
+                passages += [text[i : i + window] for i in range(0, len(text), window)]
+                if len(passages) >= max_passages:
+                    break
+        if not passages:
+            raise FileNotFoundError(f"search: no documents under {clean_dir}/<route>: run the corpus stage first")
+        return cls(passages[:max_passages])
+
+    def search(self, query: str, k: int = 3) -> list[str]:
+        scores: Counter = Counter()
+        n = len(self.passages)
+        for token in set(search_tokens(query)):
+            posting = self.postings.get(token)
+            if not posting:
+                continue
+            idf = math.log(1 + (n - len(posting) + 0.5) / (len(posting) + 0.5))
+            for i, tf in posting:
+                norm = tf + self.k1 * (1 - self.b + self.b * self.lengths[i] / self.avg_len)
+                scores[i] += idf * tf * (self.k1 + 1) / norm
+        return [self.passages[i] for i, _ in scores.most_common(k)]
