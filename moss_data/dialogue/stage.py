@@ -28,6 +28,14 @@ MEAN_TURNS = {"writing": 5.5, "role-play": 5.5, "code": 5.0, "brainstorming": 5.
               "honest": 3.0, "harmless": 3.0}
 
 
+class ToolTraceConfig(StrictModel):
+    enabled: bool = True
+    prompts_file: str = Field("tool_seeds.jsonl", description="in prompts_dir: one {tool, language, prompt} a line")
+    search_corpus: Path | None = Field(Path("data/sample/corpus/clean"),
+                                       description="clean corpus shards the offline Search tool indexes")
+    sampling: SamplingParams = SamplingParams(max_new_tokens=128, temperature=0.3, repetition_penalty=1.05)
+
+
 class DialogueRecipe(StrictModel):
     name: str
     output_dir: Path
@@ -41,6 +49,7 @@ class DialogueRecipe(StrictModel):
     self_instruct: SelfInstructConfig = SelfInstructConfig()
     assistant_sampling: SamplingParams = SamplingParams(max_new_tokens=256, temperature=0.7)
     user_sampling: SamplingParams = SamplingParams(max_new_tokens=64, temperature=0.9)
+    tool_traces: ToolTraceConfig = ToolTraceConfig()
     batch_size: int = 16
     rows_per_shard: int = 500
     seed: int = 0
@@ -79,6 +88,20 @@ def prepare_prompts(recipe: DialogueRecipe, backend) -> list[dict]:
     return items
 
 
+def run_tool_traces(recipe: DialogueRecipe, backend, store: ShardStore, provenance: dict) -> None:
+    from moss_data.dialogue.tool_traces import generate_tool_traces, load_tool_prompts
+    from moss_data.tools.search import SearchIndex
+
+    cfg = recipe.tool_traces
+    index = None
+    if cfg.search_corpus is not None and cfg.search_corpus.exists():
+        index = SearchIndex.from_shards(cfg.search_corpus)
+    else:
+        logger.warning(f"tool traces: no search corpus at {cfg.search_corpus} (run `just demo`); Search finds nothing")
+    prompts = load_tool_prompts(recipe.prompts_dir / cfg.prompts_file)
+    generate_tool_traces(backend, prompts, store, recipe.prompts_dir, index, cfg.sampling, provenance)
+
+
 def run_dialogues(recipe: DialogueRecipe) -> dict:
     recipe.output_dir.mkdir(parents=True, exist_ok=True)
     store = ShardStore(recipe.output_dir, rows_per_shard=recipe.rows_per_shard)
@@ -101,6 +124,8 @@ def run_dialogues(recipe: DialogueRecipe) -> dict:
     }
     run_conversations(backend, jobs, store, recipe.assistant_sampling, recipe.user_sampling, user_template,
                       provenance, recipe.batch_size)
+    if recipe.tool_traces.enabled:
+        run_tool_traces(recipe, backend, store, provenance)
     summary = {"planned": len(items), **store.counts()}
     (recipe.output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
