@@ -112,6 +112,7 @@ categories: [writing, code, honest]
 conversations_per_category: 3
 max_turns: 1
 self_instruct: {{enabled: false}}
+tool_traces: {{enabled: false}}
 backend: {{kind: transformers, batch_size: 2, model: {model}}}
 assistant_sampling: {{max_new_tokens: 24, temperature: 0.7}}
 batch_size: 2
