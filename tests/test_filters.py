@@ -11,7 +11,6 @@ from datatrove.data import Document
 from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilter
 from datatrove.utils.word_tokenizers import load_word_tokenizer
 
-from moss_data.corpus.code_reader import CodeRepoReader
 from moss_data.corpus.filters.chinese import CJK, ChineseQualityFilter
 from moss_data.corpus.filters.code import CodeQualityFilter
 from moss_data.corpus.filters.english import EnglishFilters, RegexWordTokenizer, build_english_filters

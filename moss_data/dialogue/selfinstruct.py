@@ -185,7 +185,7 @@ def load_seeds(folder: Path, languages: list[str], categories: list[str]) -> dic
         path = folder / f"{lang}.jsonl"
         if not path.is_file():
             raise FileNotFoundError(f"seed prompts {path} not found")
-        for line_no, line in enumerate(path.read_bytes().splitlines(), 1):
+        for line in path.read_bytes().splitlines():
             if not line.strip():
                 continue
             item = orjson.loads(line)

@@ -9,6 +9,7 @@ pairs in shuffled order (``mix/index.npy``) that the trainer reads with the memo
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -86,25 +87,24 @@ def run_tokenize(docs_dir: Path, out: Path, cfg: TokenizeConfig) -> dict:
             if meta["tokenizer_hash"] == tok_hash and meta.get("source_hash") == source_hash:
                 manifest["routes"][route] = meta  # same documents, same tokenizer: done before
                 continue
-        writer = ShardWriter(shard_path, dtype, tok_hash, source_hash=source_hash)
-        uids = []
-        batch: list[dict] = []
-
-        def flush():
-            for d, enc in zip(batch, tok.encode_batch([d["text"] for d in batch])):
-                writer.add(enc.ids + [eod])
-                uids.append(d["metadata"].get("doc_uid", d["id"]))
-            batch.clear()
-
-        for d in tqdm(iter_documents(docs_dir / route), desc=f"tokenize {route}", unit="doc", leave=False):
-            batch.append(d)
-            if len(batch) >= cfg.batch_size:
-                flush()
-        flush()
-        shard_path.with_suffix(".uids").write_text("\n".join(uids) + "\n")
-        manifest["routes"][route] = writer.close()
+        manifest["routes"][route] = _tokenize_route(
+            docs_dir / route, ShardWriter(shard_path, dtype, tok_hash, source_hash=source_hash), tok, eod,
+            cfg.batch_size, desc=f"tokenize {route}",
+        )
     (out / "tokens" / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     return manifest
+
+
+def _tokenize_route(folder: Path, writer: ShardWriter, tok, eod: int, batch_size: int, desc: str) -> dict:
+    """Encodes a route's documents in batches into ``writer``; writes the ``.uids`` file; returns the shard meta."""
+    uids: list[str] = []
+    docs = iter(tqdm(iter_documents(folder), desc=desc, unit="doc", leave=False))
+    while batch := list(itertools.islice(docs, batch_size)):
+        for d, enc in zip(batch, tok.encode_batch([d["text"] for d in batch]), strict=True):
+            writer.add(enc.ids + [eod])
+            uids.append(d["metadata"].get("doc_uid", d["id"]))
+    writer.path.with_suffix(".uids").write_text("\n".join(uids) + "\n")
+    return writer.close()
 
 
 def plan_mix(available: dict[str, int], cfg: MixConfig) -> dict[str, float]:
