@@ -94,7 +94,7 @@ def test_cli_help_for_every_command():
     runner = CliRunner()
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    commands = ["sample", "corpus", "corpus-report", "check-recipe"]
+    commands = ["sample", "corpus", "corpus-report", "check-recipe", "dialogues"]
     for command in commands:
         assert command in result.output
         sub = runner.invoke(app, [command, "--help"])
@@ -112,7 +112,7 @@ def test_cli_check_recipe_reports_bad_key(tmp_path):
 def test_just_list_documents_recipes():
     just = Path(sys.executable).parent / "just"  # rust-just installs the binary into the venv
     out = subprocess.run([str(just), "--list"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    for recipe in ("demo", "test", "sample", "corpus", "install"):
+    for recipe in ("demo", "test", "sample", "corpus", "install", "dialogues", "bench-dedup", "bench-dialogue"):
         assert recipe in out
     # every recipe has a doc comment
     listed = [line for line in out.splitlines()[1:] if line.strip()]
@@ -137,3 +137,15 @@ def test_ray_executor_needs_ray_or_says_how(tmp_path):
             build_executor(cfg.executor, [], tmp_path, job_name="x")
     else:  # pragma: no cover - only where the ray extra is installed
         assert build_executor(cfg.executor, [], tmp_path, job_name="x").tasks == 512
+
+
+def test_shipped_dialogue_recipes_validate_and_reject_typos(tmp_path):
+    from moss_data.dialogue.stage import DialogueRecipe
+
+    recipes = sorted((REPO / "recipes/dialogue").glob("*.yaml"))
+    assert recipes
+    for path in recipes:
+        assert load_recipe(path, DialogueRecipe).backend.kind in ("transformers", "http", "vllm")
+    bad = write(tmp_path, "name: d\noutput_dir: out\nbackend:\n  kind: http\n  base_ulr: http://x\n")
+    with pytest.raises(RecipeError, match="backend.base_ulr: unknown key"):
+        load_recipe(bad, DialogueRecipe)
