@@ -167,3 +167,7 @@ def test_reply_in_the_other_language_is_quarantined():
     assert check_output(english, "reply", "zh", router) == "wrong_language_reply"
     assert check_output(chinese, "reply", "zh", router) == ""
     assert check_output(Generation("OK, 好的。", "stop"), "reply", "zh", router) == ""  # too short to judge
+    short_english = Generation("MOSS cannot accept requests for non-functional services.", "stop")
+    assert check_output(short_english, "reply", "zh", router) == "wrong_language_reply"  # script alone decides
+    code_answer = Generation("可以这样写：\n```python\ndef is_palindrome(s):\n    return s == s[::-1]\n```\n这个函数比较字符串和它的反转。", "stop")
+    assert check_output(code_answer, "reply", "zh", router) == ""

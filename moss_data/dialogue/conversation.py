@@ -18,6 +18,7 @@ import xxhash
 from tqdm import tqdm
 
 from moss_data.dialogue.backends import Backend, Generation, SamplingParams
+from moss_data.corpus.filters.chinese import CJK
 from moss_data.dialogue.selfinstruct import LANGUAGE_NAMES
 from moss_data.dialogue.shards import ShardStore
 from moss_data.formats import Capabilities, Conversation, Turn, meta_instruction
@@ -61,9 +62,9 @@ def draw_turns(rng: np.random.Generator, mean: float, max_turns: int) -> int:
 
 
 def check_output(gen: Generation, who: str, language: str | None = None, router=None) -> str:
-    """'' if the output is usable, else the quarantine reason. With a router (lid.176), an output of 40+ letters
-    that is confidently in the other language of the recipe is ``wrong_language_<who>``: language follows the
-    prompt."""
+    """'' if the output is usable, else the quarantine reason. Language follows the prompt: an output of 20+
+    letters in the other script (a Chinese conversation answered in Latin letters, or the reverse), or of 40+
+    letters that lid.176 confidently puts in the other language, is ``wrong_language_<who>``."""
     if gen.finish_reason == "error":
         return "backend_error"
     if not gen.text.strip():
@@ -72,10 +73,17 @@ def check_output(gen: Generation, who: str, language: str | None = None, router=
         return f"truncated_{who}"
     if ROLE_MARKER.search(gen.text):
         return "role_marker"
-    if router is not None and language and sum(ch.isalpha() for ch in gen.text) >= 40:
-        detected, score = router.classify(gen.text)
-        if detected in ("en", "zh") and detected != language and score >= 0.8:
+    letters = [ch for ch in gen.text if ch.isalpha()]
+    if language in ("en", "zh") and len(letters) >= 20:
+        # Script first (cheap and decisive): Chinese text is mostly CJK, English has next to none. Code and names
+        # mix scripts, hence the margins. Then lid.176 for what the script cannot tell.
+        cjk_share = sum(1 for ch in letters if CJK.match(ch)) / len(letters)
+        if (language == "zh" and cjk_share < 0.2) or (language == "en" and cjk_share > 0.3):
             return f"wrong_language_{who}"
+        if router is not None and len(letters) >= 40:
+            detected, score = router.classify(gen.text)
+            if detected in ("en", "zh") and detected != language and score >= 0.8:
+                return f"wrong_language_{who}"
     return ""
 
 
