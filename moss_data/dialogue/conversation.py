@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-import orjson
 import xxhash
 from tqdm import tqdm
 
@@ -134,23 +133,12 @@ def run_conversations(
                     if message is not None:
                         j.pending_human = message.removeprefix("User:").strip()
         for job in batch:
-            prov = orjson.dumps(provenance | {
-                "target_turns": job.target_turns, "prompt_tokens": job.prompt_tokens,
-                "completion_tokens": job.completion_tokens}).decode()
+            prov = provenance | {"target_turns": job.target_turns, "prompt_tokens": job.prompt_tokens,
+                                 "completion_tokens": job.completion_tokens}
             if job.failure:
-                store.quarantine({"conversation_id": job.conversation_id, "category": job.category,
-                                  "reason": job.failure, "raw": job.raw[:2000], "provenance": prov})
+                store.quarantine_output(job.conversation_id, job.category, job.failure, job.raw, prov)
             else:
-                conv = Conversation(job.conversation_id, job.category, job.turns)
-                store.add({
-                    "conversation_id": job.conversation_id,
-                    "category": job.category,
-                    "language": job.language,
-                    "num_turns": len(job.turns),
-                    "messages": [{"role": m["role"], "content": m["content"]} for m in conv.to_messages()],
-                    "moss_record": orjson.dumps(conv.to_record()).decode(),
-                    "provenance": prov,
-                })
+                store.add_conversation(Conversation(job.conversation_id, job.category, job.turns), job.language, prov)
             bar.update()
     store.flush()
     bar.close()

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from loguru import logger
 
 from moss_data.dedup.lineage import file_sha256
+from moss_data.formats import Conversation
 
 SCHEMA = pa.schema(
     [
@@ -94,6 +95,22 @@ class ShardStore:
 
     def quarantine(self, row: dict) -> None:
         self._add("quarantine", row)
+
+    def add_conversation(self, conv: Conversation, language: str, provenance: dict) -> None:
+        """A checked conversation as a row: both views (TRL messages, MOSS record) from the same source."""
+        self.add({
+            "conversation_id": conv.conversation_id,
+            "category": conv.category,
+            "language": language,
+            "num_turns": len(conv.turns),
+            "messages": [{"role": m["role"], "content": m["content"]} for m in conv.to_messages()],
+            "moss_record": orjson.dumps(conv.to_record()).decode(),
+            "provenance": orjson.dumps(provenance).decode(),
+        })
+
+    def quarantine_output(self, conversation_id: str, category: str, reason: str, raw: str, provenance: dict) -> None:
+        self.quarantine({"conversation_id": conversation_id, "category": category, "reason": reason,
+                         "raw": raw[:2000], "provenance": orjson.dumps(provenance).decode()})
 
     def _add(self, kind: str, row: dict) -> None:
         self._buffers[kind].append(row)

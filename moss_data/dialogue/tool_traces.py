@@ -128,16 +128,9 @@ def generate_tool_traces(
         if reason:
             _quarantine(store, p, reason, f"{turn.serialize()}", provenance)
             continue
-        conv = Conversation(p.trace_id, "tool", [turn], caps)
-        store.add({
-            "conversation_id": p.trace_id, "category": "tool", "language": p.language, "num_turns": 1,
-            "messages": [{"role": m["role"], "content": m["content"]} for m in conv.to_messages()],
-            "moss_record": orjson.dumps(conv.to_record()).decode(),
-            "provenance": orjson.dumps(provenance | {"tool": p.tool}).decode(),
-        })
+        store.add_conversation(Conversation(p.trace_id, "tool", [turn], caps), p.language, provenance | {"tool": p.tool})
     store.flush()
 
 
 def _quarantine(store: ShardStore, p: ToolPrompt, reason: str, raw: str, provenance: dict) -> None:
-    store.quarantine({"conversation_id": p.trace_id, "category": "tool", "reason": reason, "raw": raw[:2000],
-                      "provenance": orjson.dumps(provenance | {"tool": p.tool}).decode()})
+    store.quarantine_output(p.trace_id, "tool", reason, raw, provenance | {"tool": p.tool})
