@@ -75,14 +75,22 @@ def markdown_table(df: pl.DataFrame) -> str:
     return header + body
 
 
-def build_tables(recipe: CorpusRecipe) -> dict[str, pl.DataFrame]:
-    rows = []
+def merged_stats_by_source(recipe: CorpusRecipe) -> dict[str, PipelineStats]:
+    """Each source's merged stats; sources not run yet are left out with a warning."""
+    merged = {}
     for source in recipe.sources:
         logging_dir = recipe.output_dir / "logs" / source.name
         if not (logging_dir / "stats").exists():
             logger.warning(f"report: source {source.name} has no stats yet, left out")
             continue
-        rows += step_rows(source.name, merged_stats(logging_dir))
+        merged[source.name] = merged_stats(logging_dir)
+    return merged
+
+
+def build_tables(recipe: CorpusRecipe, merged: dict[str, PipelineStats]) -> dict[str, pl.DataFrame]:
+    rows = []
+    for source, stats in merged.items():
+        rows += step_rows(source, stats)
     steps = pl.DataFrame(
         rows, schema={"source": pl.Utf8, "step": pl.Utf8, "route": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64}
     )
@@ -153,14 +161,11 @@ def _plot_removals(removals: pl.DataFrame, kept: pl.DataFrame, path: Path) -> No
 def write_report(recipe: CorpusRecipe) -> Path:
     report_dir = recipe.output_dir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    merged = {}
-    for source in recipe.sources:
-        logging_dir = recipe.output_dir / "logs" / source.name
-        if (logging_dir / "stats").exists():
-            merged[source.name] = json.loads(merged_stats(logging_dir).to_json())
-    (report_dir / "stats.json").write_text(json.dumps(merged, indent=2, ensure_ascii=False))
+    merged = merged_stats_by_source(recipe)
+    stats_json = {source: json.loads(stats.to_json()) for source, stats in merged.items()}
+    (report_dir / "stats.json").write_text(json.dumps(stats_json, indent=2, ensure_ascii=False))
 
-    tables = build_tables(recipe)
+    tables = build_tables(recipe, merged)
     summary = {name: df.to_dicts() for name, df in tables.items() if name != "steps"}
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     _plot_removals(tables["removals"], tables["kept"], report_dir / "removals.png")

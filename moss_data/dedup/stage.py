@@ -110,7 +110,8 @@ def _documents(input_dir: Path):
         yield d
 
 
-def scan(input_dir: Path, cfg: DedupConfig) -> Scan:
+def scan(input_dir: Path, cfg: DedupConfig, fingerprint: str | None = None) -> Scan:
+    """``fingerprint``: the input's, when the caller has already hashed the files."""
     files = _input_files(input_dir)
     hasher = MinHasher(_lsh_params(cfg))
     grams = _eval_ngrams(cfg.decontaminate) if cfg.decontaminate.eval_sets else None
@@ -123,7 +124,7 @@ def scan(input_dir: Path, cfg: DedupConfig) -> Scan:
         keys.append(key)
         signatures.append(hasher.signature(shingle_hashes(d["text"], key.route, cfg.shingle_size)))
     sig_array = np.stack(signatures) if signatures else np.zeros((0, hasher.params.num_perm), dtype=np.uint32)
-    return Scan(keys=keys, signatures=sig_array, fingerprint=input_fingerprint(files, input_dir))
+    return Scan(keys=keys, signatures=sig_array, fingerprint=fingerprint or input_fingerprint(files, input_dir))
 
 
 def _lsh_params(cfg: DedupConfig) -> LSHParams:
@@ -276,12 +277,13 @@ def run_dedup(input_dir: Path, output_dir: Path, cfg: DedupConfig) -> dict:
         raise FileNotFoundError(f"dedup: no shards under {input_dir}/<route>/*.jsonl.gz; run the corpus stage first")
     manifest_path = output_dir / "manifest.json"
     config_hash = xxhash.xxh3_64_hexdigest(cfg.model_dump_json())
+    fingerprint = input_fingerprint(files, input_dir)
     if manifest_path.exists():
         manifest = orjson.loads(manifest_path.read_bytes())
-        if manifest.get("input_fingerprint") == input_fingerprint(files, input_dir) and manifest.get("config_hash") == config_hash:
+        if manifest.get("input_fingerprint") == fingerprint and manifest.get("config_hash") == config_hash:
             logger.info("dedup: already done on this input with this config")
             return manifest
-    sc = scan(input_dir, cfg)
+    sc = scan(input_dir, cfg, fingerprint)
     removals_path = output_dir / "removals.json"
     removals, clusters = compute_removals(input_dir, sc, cfg)
     removals.save(removals_path)
