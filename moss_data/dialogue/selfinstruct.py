@@ -74,15 +74,28 @@ class NoveltyIndex:
         return [sig[b * r : (b + 1) * r].tobytes() for b in range(self.params.bands)]
 
     def most_similar(self, text: str) -> float:
-        tokens = tokenize(text, "zh")
-        candidates = {i for b, key in enumerate(self._bands(text)) for i in self.buckets[b].get(key, ())}
+        return self._similarity(tokenize(text, "zh"), self._bands(text))
+
+    def add(self, text: str) -> None:
+        self._add(tokenize(text, "zh"), self._bands(text))
+
+    def add_if_novel(self, text: str) -> bool:
+        """Adds ``text`` unless it is within the threshold of a kept text; tokens and signature computed once."""
+        tokens, bands = tokenize(text, "zh"), self._bands(text)
+        if self._similarity(tokens, bands) >= self.threshold:
+            return False
+        self._add(tokens, bands)
+        return True
+
+    def _similarity(self, tokens: list[str], bands: list[bytes]) -> float:
+        candidates = {i for b, key in enumerate(bands) for i in self.buckets[b].get(key, ())}
         self.comparisons += len(candidates)
         return max((rouge_l(tokens, self.tokens[i]) for i in candidates), default=0.0)
 
-    def add(self, text: str) -> None:
+    def _add(self, tokens: list[str], bands: list[bytes]) -> None:
         index = len(self.tokens)
-        self.tokens.append(tokenize(text, "zh"))
-        for b, key in enumerate(self._bands(text)):
+        self.tokens.append(tokens)
+        for b, key in enumerate(bands):
             self.buckets[b][key].append(index)
 
     def __len__(self) -> int:
@@ -124,9 +137,8 @@ class PromptFilter:
         language, score = self.router.classify(text)
         if language != self.language:
             return "wrong_language"
-        if self.index.most_similar(text) >= self.cfg.novelty_threshold:
+        if not self.index.add_if_novel(text):
             return "not_novel"
-        self.index.add(text)
         return None
 
 
