@@ -81,12 +81,35 @@ def test_transformers_backend_reports_truncation(model_dir):
     assert g.finish_reason == "length" and g.completion_tokens == 3
 
 
+def test_stop_strings_and_prefill(model_dir):
+    backend = TransformersBackend(model_dir, batch_size=2)
+    params = SamplingParams(max_new_tokens=48, temperature=0)
+    free = backend.chat(PROMPTS[:1], params)[0]
+    word = free.text.split()[2]
+    stopped = backend.chat(PROMPTS[:1], params.model_copy(update={"stop": [word]}))[0]
+    # the stop string ends the text and is cut from it; the text before it is what greedy decoding wrote
+    assert stopped.finish_reason == "stop" and free.text.startswith(stopped.text) and word not in stopped.text
+    assert stopped.completion_tokens < free.completion_tokens
+    prefix = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "The answer is"}]
+    cont = backend.chat([prefix, PROMPTS[2]], params)
+    assert "4" in cont[0].text and not cont[0].text.startswith("The answer is")  # continued, not restarted
+    assert cont[1].text == backend.chat([PROMPTS[2]], params)[0].text  # plain and prefilled mix in one batch
+    raw = backend.complete(["The capital of France is"], SamplingParams(max_new_tokens=8, temperature=0))[0]
+    assert "Paris" in raw.text
+
+
 def test_http_backend_against_a_real_server(server, model_dir):
     backend = HTTPBackend(server, str(model_dir), concurrency=3, timeout_s=60)
     gens = backend.chat(PROMPTS, SamplingParams(max_new_tokens=24, temperature=0))
     assert [g.finish_reason != "error" for g in gens] == [True] * 3
     assert all(g.text.strip() for g in gens) and "4" in gens[1].text
     assert all(g.prompt_tokens > 0 and g.completion_tokens > 0 for g in gens)
+    # stop strings are cut whatever the server returns; plain completions go to /v1/completions
+    word = gens[0].text.split()[2]
+    stopped = backend.chat(PROMPTS[:1], SamplingParams(max_new_tokens=24, temperature=0, stop=[word]))[0]
+    assert word not in stopped.text and gens[0].text.startswith(stopped.text.rstrip())
+    raw = backend.complete(["The capital of France is"], SamplingParams(max_new_tokens=8, temperature=0))[0]
+    assert raw.finish_reason != "error" and "Paris" in raw.text, raw
 
 
 class FaultServer:

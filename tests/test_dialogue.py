@@ -65,6 +65,7 @@ def test_prompt_filter_reasons():
     assert f.check("Write a haiku about a quiet harbor at dawn, with one image of gulls.", "length") == "truncated"
     assert f.check("Write.", "stop") == "too_short"
     assert f.check("Here's a new request for you:", "stop") == "not_a_request"
+    assert f.check("I'm not sure what you're asking, but I'll be happy to help!", "stop") == "assistant_voice"
     assert f.check("Describe this picture of a harbor at dawn in three sentences.", "stop") == "blacklisted"
     assert f.check(seeds[("zh", "writing")][0], "stop") == "wrong_language"
     assert f.check(seed.replace("short", "brief"), "stop") == "not_novel"
@@ -171,3 +172,53 @@ def test_reply_in_the_other_language_is_quarantined():
     assert check_output(short_english, "reply", "zh", router) == "wrong_language_reply"  # script alone decides
     code_answer = Generation("可以这样写：\n```python\ndef is_palindrome(s):\n    return s == s[::-1]\n```\n这个函数比较字符串和它的反转。", "stop")
     assert check_output(code_answer, "reply", "zh", router) == ""
+
+
+def test_loops_and_echoes_are_quarantined():
+    loop = Generation("I'm sorry for your loss. I'm sorry for your loss. How can I help? I'm sorry for your loss.", "stop")
+    assert check_output(loop, "reply") == "repetitive_reply"
+    assert check_output(Generation("好的。我来写。好的。我来写一首诗。", "stop"), "reply") == ""  # short sentences don't count
+    assistant = "Hello! Welcome to my world of words. I'm glad you're here. How can I assist you today?"
+    parrot = Generation("Hello! Welcome to my world of words. I'm glad you're here. How can I assist you?", "stop")
+    assert check_output(parrot, "user", previous=assistant) == "echo_user"
+    follow_up = Generation("Could you suggest three words that rhyme with 'here'?", "stop")
+    assert check_output(follow_up, "user", previous=assistant) == ""
+    role_swap = Generation("Great, I'm glad you liked it. Now, how can I assist you today?", "stop")
+    assert check_output(role_swap, "user") == "user_sounds_like_assistant"
+    assert check_output(role_swap, "reply") == ""  # the assistant may say it
+
+
+class ScriptedBackend:
+    """Test double, and why: the retry logic must see exact bad and good outputs in a known order, which a sampled
+    model cannot promise. It answers from a script per call and records the seeds it was asked for."""
+
+    name = "scripted"
+
+    def __init__(self, script: list[list[Generation]]):
+        self.script, self.seeds = list(script), []
+
+    def chat(self, conversations, params):
+        self.seeds.append(params.seed)
+        answers = self.script.pop(0)
+        assert len(answers) == len(conversations)
+        return answers
+
+
+def test_failed_outputs_are_generated_again_then_quarantined():
+    from moss_data.dialogue.backends import SamplingParams
+    from moss_data.dialogue.conversation import Job, checked_chat
+
+    jobs = [Job(f"c{i}", "writing", "en", "Write a haiku about rain.", 1) for i in range(3)]
+    good = Generation("Rain taps the window; the kettle hums; the street shines.", "stop", 5, 12)
+    backend = ScriptedBackend([
+        [good, Generation("cut off mid", "length", 5, 64), Generation("", "stop", 5, 1)],
+        [Generation("Soft rain on the roof, a cat asleep by the door, tea going cold.", "stop", 5, 14),
+         Generation("", "stop", 5, 1)],
+    ])
+    out = checked_chat(backend, jobs, [[{"role": "user", "content": j.prompt}] for j in jobs],
+                       SamplingParams(seed=3), "reply", None, attempts=2)
+    assert out[0] == good.text and out[1].startswith("Soft rain") and out[2] is None
+    assert backend.seeds[0] == 3 and backend.seeds[1] != 3  # the retry samples with another seed
+    assert jobs[1].rejections == {"truncated_reply": 1} and not jobs[1].failure
+    assert jobs[2].rejections == {"empty_reply": 2} and jobs[2].failure == "empty_reply"
+    assert jobs[1].completion_tokens == 64 + 14  # rejected outputs still cost tokens, and are counted

@@ -9,8 +9,9 @@ import pytest
 
 from moss_data.dialogue.backends import SamplingParams, TransformersBackend
 from moss_data.dialogue.shards import ShardStore
-from moss_data.dialogue.tool_traces import check_trace, extract_command, generate_tool_traces, load_tool_prompts
-from moss_data.formats import Capabilities, Command, CommandSyntaxError, Conversation, Turn, parse_commands
+from moss_data.dialogue.tool_traces import (ToolPrompt, ToolTraceGenerator, check_command, check_trace, command_request,
+                                            load_examples, load_tool_prompts)
+from moss_data.formats import Capabilities, Command, Conversation, Turn, parse_commands
 from moss_data.tools.registry import ToolRegistry
 from moss_data.tools.search import SearchIndex
 
@@ -50,10 +51,41 @@ def test_unsound_traces_are_caught():
     assert check_trace(claim, image, reg4) == "reply_claims_missing_image"
 
 
-def test_extract_command_from_model_prose():
-    assert extract_command('Sure! ```Calculate("2*3")``` done', "Calculate") == 'Calculate("2*3")'
-    with pytest.raises(CommandSyntaxError):
-        extract_command("Calculate(2*3)", "Calculate")
+def test_generated_commands_are_checked_against_the_question():
+    examples = load_examples(REPO / "prompts" / "tool_examples.json")
+    calc = ToolPrompt("t", ["Calculate"], "en", "What is (12 / 2) * 3?")
+    assert check_command(calc, {"Calculate": "(12/2)*3"}, examples) == ""
+    assert check_command(calc, {"Calculate": "12/2"}, examples) == "command_misses_numbers"
+    assert check_command(calc, {"Calculate": "(7+5)*3"}, examples) == "command_copies_example"
+    assert check_command(calc, {"Calculate": " "}, examples) == "empty_command"
+    solve = ToolPrompt("t", ["Solve"], "zh", "解方程组：2x + y = 7，x - y = 2。")
+    assert check_command(solve, {"Solve": "2x + y = 7; x - y = 2"}, examples) == ""
+    assert check_command(solve, {"Solve": "2*y+z=7;2*x-z=2"}, examples) == "command_invents_variables"
+    mixed = ToolPrompt("t", ["Calculate", "Solve"], "en", "What is 18 times 4, and what x solves 2x + 6 = 20?")
+    assert check_command(mixed, {"Calculate": "18*4", "Solve": "2*x+6=20"}, examples) == ""
+    assert check_command(mixed, {"Calculate": "18*4", "Solve": "2*x=20"}, examples) == "command_misses_numbers"
+
+
+def test_command_request_prefills_the_call_after_worked_examples():
+    examples = load_examples(REPO / "prompts" / "tool_examples.json")
+    p = ToolPrompt("t", ["Solve"], "zh", "求解方程 x^2 = 49。")
+    messages = command_request(p, "Solve", "Call {tool}: {api}.", examples)
+    assert messages[0]["role"] == "system" and "Solve(" in messages[0]["content"]
+    assert messages[-2] == {"role": "user", "content": p.question}
+    assert messages[-1] == {"role": "assistant", "content": 'Solve("'}  # the model continues from here
+    shots = [m["content"] for m in messages[1:-2] if m["role"] == "user"]
+    assert len(shots) == len(examples["Solve"]) and shots[-1] in {e.question for e in examples["Solve"] if e.language == "zh"}
+
+
+def test_example_replies_are_checked_against_their_real_results(tmp_path):
+    import json
+
+    examples = load_examples(REPO / "prompts" / "tool_examples.json")
+    assert examples["Calculate"][0].results == "Calculate(\"(7+5)*3\") => '36'"  # computed, not written by hand
+    bad = {"Calculate": [{"language": "en", "question": "What is 2+2?", "argument": "2+2", "reply": "It is 5."}]}
+    (tmp_path / "tool_examples.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="fails its own check"):
+        load_examples(tmp_path / "tool_examples.json")
 
 
 def test_generator_keeps_only_checked_traces(sample_run, tmp_path):
@@ -61,21 +93,30 @@ def test_generator_keeps_only_checked_traces(sample_run, tmp_path):
 
     backend = TransformersBackend(local_smollm2(REPO / "data" / "models" / "smollm2-135m-instruct"))
     prompts = load_tool_prompts(REPO / "prompts" / "tool_seeds.jsonl")
-    assert {p.tool for p in prompts} == {"Calculate", "Solve", "Search", "Text2Image"}
-    assert {p.language for p in prompts} == {"en", "zh"}
+    assert {t for p in prompts for t in p.tools} == {"Calculate", "Solve", "Search", "Text2Image"}
+    assert {p.language for p in prompts} == {"en", "zh"} and any(len(p.tools) > 1 for p in prompts)
+    # One question per tool and language, and one mixed turn, to keep the test short.
+    picked = list({(tuple(p.tools), p.language): p for p in prompts}.values())
     store = ShardStore(tmp_path)
     index = SearchIndex.from_shards(sample_run.output_dir / "clean")
-    generate_tool_traces(backend, prompts, store, REPO / "prompts", index,
-                         SamplingParams(max_new_tokens=64, temperature=0.3), {"model": backend.name})
-    assert store.done_ids() == {p.trace_id for p in prompts}  # every prompt: kept or quarantined, none lost
-    known = {"bad_command", "truncated_reply", "no_command", "disabled_tool_called", "results_differ_from_executor",
-             "empty_reply", "tool_failed", "reply_inconsistent_with_result", "no_search_results",
-             "reply_claims_missing_image"}
+    generator = ToolTraceGenerator(backend, REPO / "prompts", index,
+                                   SamplingParams(max_new_tokens=64, temperature=0.3, repetition_penalty=1.05), 2)
+    stats = generator.run(picked, store, {"model": backend.name})
+    assert store.done_ids() == {p.trace_id for p in picked}  # every prompt: kept or quarantined, none lost
+    assert sum(n for k, n in stats.items() if k.startswith("attempt_0:")) == len(picked)
+    known = {"truncated_command", "empty_command", "command_copies_example", "command_misses_numbers",
+             "command_invents_variables", "bad_command", "no_command", "disabled_tool_called",
+             "results_differ_from_executor", "empty_reply", "tool_failed", "reply_inconsistent_with_result",
+             "no_search_results", "reply_claims_missing_image", "truncated_reply", "wrong_language_reply",
+             "repetitive_reply", "role_marker"}
     for s in store.manifest["quarantine"]:
         assert set(pq.read_table(tmp_path / s["file"]).column("reason").to_pylist()) <= known
+    kept = []
     for s in store.manifest["shards"]:
         import orjson
 
         for record in pq.read_table(tmp_path / s["file"]).column("moss_record").to_pylist():
             conv = Conversation.from_record(orjson.loads(record))
             assert check_trace(conv.turns[0], conv.capabilities, ToolRegistry(conv.capabilities, index)) == ""
+            kept.append(conv)
+    assert kept, "the small model should get at least one trace through (Calculate works in a trial)"

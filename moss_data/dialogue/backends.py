@@ -7,6 +7,12 @@
 - ``vllm``: the vLLM offline engine (``gpu`` extra), batched.
 
 A generation says why it ended (``stop`` or ``length``), so callers can quarantine truncated outputs.
+
+Two things every backend does the same way, because the dialogue and tool engines steer small models with them:
+- ``SamplingParams.stop``: generation ends at the first stop string, which is cut from the text (OpenAI's rule).
+- Prefill: a conversation whose last message is the assistant's is *continued* (the model writes on from that
+  text, e.g. ``Calculate("``), not answered with a new message. The returned text is only the continuation.
+``complete(prompts, params)`` is plain text completion with no chat template (the MOSS chat loop needs it).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class SamplingParams(StrictModel):
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(0.9, gt=0, le=1)
     repetition_penalty: float = Field(1.0, ge=1.0, description="> 1 discourages loops (small models need it)")
+    stop: list[str] = Field(default_factory=list, description="stop strings, cut from the returned text")
     seed: int = 0
 
 
@@ -46,6 +53,19 @@ class Backend(Protocol):
     name: str
 
     def chat(self, conversations: list[list[dict]], params: SamplingParams) -> list[Generation]: ...
+
+    def complete(self, prompts: list[str], params: SamplingParams) -> list[Generation]: ...
+
+
+def is_prefilled(conversation: list[dict]) -> bool:
+    """A conversation ending in an assistant message asks for that message to be continued."""
+    return bool(conversation) and conversation[-1]["role"] == "assistant"
+
+
+def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    """The text before the first stop string, and whether one was found."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
 
 
 class BackendError(RuntimeError):
@@ -71,14 +91,21 @@ class TransformersBackend:
         self._torch = torch
 
     def chat(self, conversations: list[list[dict]], params: SamplingParams) -> list[Generation]:
+        prompts = [
+            self.tokenizer.apply_chat_template(c, add_generation_prompt=not is_prefilled(c),
+                                               continue_final_message=is_prefilled(c), tokenize=False)
+            for c in conversations
+        ]
+        return self.complete(prompts, params)
+
+    def complete(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
         out: list[Generation] = []
-        for start in range(0, len(conversations), self.batch_size):
-            out += self._batch(conversations[start : start + self.batch_size], params, start)
+        for start in range(0, len(prompts), self.batch_size):
+            out += self._batch(prompts[start : start + self.batch_size], params, start)
         return out
 
-    def _batch(self, batch: list[list[dict]], params: SamplingParams, offset: int) -> list[Generation]:
+    def _batch(self, prompts: list[str], params: SamplingParams, offset: int) -> list[Generation]:
         torch = self._torch
-        prompts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in batch]
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         torch.manual_seed(params.seed + offset)
         with torch.no_grad():
@@ -91,6 +118,8 @@ class TransformersBackend:
                 top_p=params.top_p if sampled else None,
                 repetition_penalty=params.repetition_penalty,
                 pad_token_id=self.tokenizer.pad_token_id,
+                stop_strings=params.stop or None,
+                tokenizer=self.tokenizer,
             )
         gens = []
         prompt_len = enc["input_ids"].shape[1]
@@ -100,12 +129,19 @@ class TransformersBackend:
             ended = eos in new
             if ended:
                 new = new[: new.index(eos)]
+            # A row that hit a stop string gets padding until the batch ends; cut at the stop string. Decode with
+            # special tokens kept when there are stop strings: MOSS's <eoc>/<eom> are special tokens in a trained
+            # MOSS tokenizer, and skipping them would hide the stop.
+            text = self.tokenizer.decode(new, skip_special_tokens=not params.stop)
+            text, stopped = cut_at_stop(text, params.stop)
+            if params.stop and not stopped:
+                text = self.tokenizer.decode(new, skip_special_tokens=True)
             gens.append(
                 Generation(
-                    text=self.tokenizer.decode(new, skip_special_tokens=True),
-                    finish_reason="stop" if ended else "length",
+                    text=text,
+                    finish_reason="stop" if ended or stopped else "length",
                     prompt_tokens=int(mask.sum()),
-                    completion_tokens=len(new) + (1 if ended else 0),
+                    completion_tokens=sum(t != self.tokenizer.pad_token_id for t in new) + (1 if ended else 0),
                 )
             )
         return gens
@@ -145,39 +181,45 @@ class HTTPBackend:
         self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
 
     def chat(self, conversations: list[list[dict]], params: SamplingParams) -> list[Generation]:
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda ic: self._one(ic[1], params, ic[0]), enumerate(conversations)))
+        return self._map("/v1/chat/completions", [self._chat_body(c, params) for c in conversations], params)
 
-    def _one(self, messages: list[dict], params: SamplingParams, index: int) -> Generation:
+    def complete(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+        return self._map("/v1/completions", [{"prompt": p} for p in prompts], params)
+
+    def _chat_body(self, messages: list[dict], params: SamplingParams) -> dict:
+        body = {"messages": messages}
+        if is_prefilled(messages):
+            # vLLM's (and SGLang's) extension: continue the last assistant message instead of answering it.
+            body |= {"continue_final_message": True, "add_generation_prompt": False}
+        return body
+
+    def _map(self, route: str, bodies: list[dict], params: SamplingParams) -> list[Generation]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(lambda ib: self._one(route, ib[1], params, ib[0]), enumerate(bodies)))
+
+    def _one(self, route: str, body: dict, params: SamplingParams, index: int) -> Generation:
         import httpx
 
-        body = {
+        body = body | {
             "model": self.model,
-            "messages": messages,
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
             "seed": params.seed + index,
         }
+        if params.stop:
+            body["stop"] = params.stop
         if params.repetition_penalty != 1.0:  # not in OpenAI's API; vLLM's server accepts it
             body["repetition_penalty"] = params.repetition_penalty
         error = ""
         for attempt in range(self.max_retries + 1):
             try:
-                r = self._client.post("/v1/chat/completions", json=body)
+                r = self._client.post(route, json=body)
             except (httpx.TransportError, httpx.TimeoutException) as e:
                 error = f"{type(e).__name__}: {e}"
             else:
                 if r.status_code == 200:
-                    data = r.json()
-                    choice = data["choices"][0]
-                    usage = data.get("usage") or {}
-                    return Generation(
-                        text=choice["message"].get("content") or "",
-                        finish_reason=choice.get("finish_reason") or "stop",
-                        prompt_tokens=usage.get("prompt_tokens", 0),
-                        completion_tokens=usage.get("completion_tokens", 0),
-                    )
+                    return self._parse(r.json(), params)
                 error = f"HTTP {r.status_code}: {r.text[:200]}"
                 if r.status_code not in self.RETRY_STATUS:
                     break
@@ -186,6 +228,20 @@ class HTTPBackend:
                 logger.warning(f"{self.name}: request {index} failed ({error}); retry {attempt + 1} in {delay:.1f}s")
                 time.sleep(delay)
         return Generation(text="", finish_reason="error", error=error)
+
+    @staticmethod
+    def _parse(data: dict, params: SamplingParams) -> Generation:
+        choice = data["choices"][0]
+        text = choice["message"].get("content") if "message" in choice else choice.get("text")
+        # Servers differ on whether a matched stop string is returned; cut it here so every backend agrees.
+        text, _ = cut_at_stop(text or "", params.stop)
+        usage = data.get("usage") or {}
+        return Generation(
+            text=text,
+            finish_reason=choice.get("finish_reason") or "stop",
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+        )
 
 
 # ------------------------------------------------------------------ vLLM
@@ -202,12 +258,29 @@ class VLLMBackend:
         self.name = f"vllm:{Path(model_dir).name}"
         self.llm = LLM(model=str(model_dir), gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
 
-    def chat(self, conversations: list[list[dict]], params: SamplingParams) -> list[Generation]:
+    def _sampling(self, params: SamplingParams):
         from vllm import SamplingParams as VSampling
 
-        sp = VSampling(max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
-                       repetition_penalty=params.repetition_penalty, seed=params.seed)
-        outputs = self.llm.chat(conversations, sp, use_tqdm=True)
+        return VSampling(max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
+                         repetition_penalty=params.repetition_penalty, seed=params.seed, stop=params.stop or None)
+
+    def chat(self, conversations: list[list[dict]], params: SamplingParams) -> list[Generation]:
+        # vLLM's chat takes one continue/add-prompt setting per call: split prefilled and plain conversations.
+        out: list[Generation | None] = [None] * len(conversations)
+        for prefilled in (False, True):
+            idx = [i for i, c in enumerate(conversations) if is_prefilled(c) == prefilled]
+            if idx:
+                outputs = self.llm.chat([conversations[i] for i in idx], self._sampling(params), use_tqdm=True,
+                                        add_generation_prompt=not prefilled, continue_final_message=prefilled)
+                for i, g in zip(idx, self._generations(outputs)):
+                    out[i] = g
+        return out  # type: ignore[return-value]
+
+    def complete(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+        return self._generations(self.llm.generate(prompts, self._sampling(params), use_tqdm=True))
+
+    @staticmethod
+    def _generations(outputs) -> list[Generation]:
         return [
             Generation(
                 text=o.outputs[0].text,

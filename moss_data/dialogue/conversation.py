@@ -1,16 +1,20 @@
 """Multi-turn conversations: the MOSS assistant and a user simulator alternate, batched across conversations.
 
 Turns per conversation are drawn per category (``1 + Poisson(mean - 1)``, capped at ``max_turns``); released MOSS
-data averages 5-6 turns for writing, role-play and code, ~3 for honest and harmless. Every model output is checked;
-a bad one sends the whole conversation to quarantine with the reason (``empty_reply``, ``truncated_reply``,
-``role_marker``, ``wrong_language_reply``, ``backend_error``, and the same for the simulated user), never into the
-shards.
+data averages 5-6 turns for writing, role-play and code, ~3 for honest and harmless. Every model output is checked
+(:func:`check_output`); a failed one is generated again with another seed, up to ``attempts`` times (rejection
+sampling; the rejections are counted in the conversation's provenance), and if it still fails the whole
+conversation goes to quarantine with the reason (``empty_reply``, ``truncated_reply``, ``role_marker``,
+``wrong_language_reply``, ``repetitive_reply``, ``echo_reply``, ``backend_error``, the same for the simulated user,
+and ``user_sounds_like_assistant``), never into the shards.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 
 import numpy as np
 import xxhash
@@ -18,12 +22,13 @@ from tqdm import tqdm
 
 from moss_data.dialogue.backends import Backend, Generation, SamplingParams
 from moss_data.corpus.filters.chinese import CJK
-from moss_data.dialogue.selfinstruct import LANGUAGE_NAMES
+from moss_data.dialogue.selfinstruct import ASSISTANT_VOICE, LANGUAGE_NAMES
 from moss_data.dialogue.shards import ShardStore
 from moss_data.formats import Capabilities, Conversation, Turn, meta_instruction
 
 # Markers of MOSS's own format inside model text would corrupt the serialization.
 ROLE_MARKER = re.compile(r"<\|(?:Human|MOSS|Inner Thoughts|Commands|Results)\|>|<eo[htcrm]>")
+_SENTENCE_END = re.compile(r"[.!?。！？；;\n]+")
 
 
 @dataclass
@@ -37,6 +42,7 @@ class Job:
     pending_human: str = ""
     failure: str = ""
     raw: str = ""
+    rejections: Counter = field(default_factory=Counter)
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -44,26 +50,37 @@ class Job:
     def active(self) -> bool:
         return not self.failure and len(self.turns) < self.target_turns
 
-    def take(self, gen: Generation, who: str, router) -> str | None:
-        """Counts the tokens; returns the output's text if usable, else records why not (the conversation then
-        goes to quarantine) and returns None."""
+    def count(self, gen: Generation) -> None:
         self.prompt_tokens += gen.prompt_tokens
         self.completion_tokens += gen.completion_tokens
-        reason = check_output(gen, who, self.language, router)
-        if reason:
-            self.failure, self.raw = reason, gen.text or gen.error
-            return None
-        return gen.text.strip()
+
+    @property
+    def last_message(self) -> str:
+        """What the next output answers: the pending user message, or the assistant's last reply."""
+        return self.turns[-1].moss if self.turns and self.pending_human == self.turns[-1].human else self.pending_human
 
 
 def draw_turns(rng: np.random.Generator, mean: float, max_turns: int) -> int:
     return int(min(max_turns, 1 + rng.poisson(max(mean - 1, 0))))
 
 
-def check_output(gen: Generation, who: str, language: str | None = None, router=None) -> str:
+def most_repeated_sentence(text: str) -> int:
+    """How often the most frequent sentence (8+ characters) occurs: small models loop on one sentence."""
+    counts = Counter(s.strip().lower() for s in _SENTENCE_END.split(text) if len(s.strip()) >= 8)
+    return max(counts.values(), default=0)
+
+
+def is_echo(text: str, previous: str) -> bool:
+    """The output mostly repeats the message it answers (a simulated user parroting the assistant)."""
+    a, b = " ".join(text.split()), " ".join(previous.split())
+    return bool(a) and len(b) >= 20 and SequenceMatcher(None, a, b, autojunk=False).ratio() >= 0.8
+
+
+def check_output(gen: Generation, who: str, language: str | None = None, router=None, previous: str = "") -> str:
     """'' if the output is usable, else the quarantine reason. Language follows the prompt: an output of 20+
     letters in the other script (a Chinese conversation answered in Latin letters, or the reverse), or of 40+
-    letters that lid.176 confidently puts in the other language, is ``wrong_language_<who>``."""
+    letters that lid.176 confidently puts in the other language, is ``wrong_language_<who>``. ``previous`` is the
+    message being answered (for the echo check)."""
     if gen.finish_reason == "error":
         return "backend_error"
     if not gen.text.strip():
@@ -72,6 +89,12 @@ def check_output(gen: Generation, who: str, language: str | None = None, router=
         return f"truncated_{who}"
     if ROLE_MARKER.search(gen.text):
         return "role_marker"
+    if most_repeated_sentence(gen.text) >= 3:
+        return f"repetitive_{who}"
+    if previous and is_echo(gen.text, previous):
+        return f"echo_{who}"
+    if who == "user" and ASSISTANT_VOICE.search(gen.text):
+        return "user_sounds_like_assistant"
     letters = [ch for ch in gen.text if ch.isalpha()]
     if language in ("en", "zh") and len(letters) >= 20:
         # Script first (cheap and decisive): Chinese text is mostly CJK, English has next to none. Code and names
@@ -84,6 +107,33 @@ def check_output(gen: Generation, who: str, language: str | None = None, router=
             if detected in ("en", "zh") and detected != language and score >= 0.8:
                 return f"wrong_language_{who}"
     return ""
+
+
+def checked_chat(backend: Backend, jobs: list[Job], requests: list[list[dict]], params: SamplingParams, who: str,
+                 router, attempts: int) -> list[str | None]:
+    """One output per job, each checked; failed ones are generated again with a new seed (up to ``attempts``
+    tries). A job whose last try fails gets its ``failure`` set and None here."""
+    out: list[str | None] = [None] * len(jobs)
+    todo = list(range(len(jobs)))
+    for attempt in range(attempts):
+        gens = backend.chat([requests[i] for i in todo], params.model_copy(update={"seed": params.seed + 7919 * attempt}))
+        retry = []
+        for i, gen in zip(todo, gens):
+            job = jobs[i]
+            job.count(gen)
+            reason = check_output(gen, who, job.language, router, job.last_message)
+            if not reason:
+                out[i] = gen.text.strip()
+                continue
+            job.rejections[reason] += 1
+            if attempt + 1 < attempts and reason != "backend_error":  # the backend already retried its errors
+                retry.append(i)
+            else:
+                job.failure, job.raw = reason, gen.text or gen.error
+        todo = retry
+        if not todo:
+            break
+    return out
 
 
 def transcript(job: Job) -> str:
@@ -102,6 +152,7 @@ def run_conversations(
     user_template: str,
     provenance: dict,
     batch_size: int = 16,
+    attempts: int = 1,
 ) -> None:
     from moss_data.corpus.langid import LanguageRouter
 
@@ -120,21 +171,21 @@ def run_conversations(
                 for t in j.turns:
                     messages += [{"role": "user", "content": t.human}, {"role": "assistant", "content": t.moss}]
                 histories.append(messages + [{"role": "user", "content": j.pending_human}])
-            for j, gen in zip(active, backend.chat(histories, assistant_params)):
-                reply = j.take(gen, "reply", router)
+            for j, reply in zip(active, checked_chat(backend, active, histories, assistant_params, "reply", router,
+                                                     attempts)):
                 if reply is not None:
                     j.turns.append(Turn(j.pending_human, reply))
             needs_user = [j for j in active if j.active]
             if needs_user:
                 requests = [[{"role": "user", "content": user_template.format(
                     transcript=transcript(j), language_name=LANGUAGE_NAMES[j.language])}] for j in needs_user]
-                for j, gen in zip(needs_user, backend.chat(requests, user_params)):
-                    message = j.take(gen, "user", router)
+                for j, message in zip(needs_user, checked_chat(backend, needs_user, requests, user_params, "user",
+                                                               router, attempts)):
                     if message is not None:
                         j.pending_human = message.removeprefix("User:").strip()
         for job in batch:
             prov = provenance | {"target_turns": job.target_turns, "prompt_tokens": job.prompt_tokens,
-                                 "completion_tokens": job.completion_tokens}
+                                 "completion_tokens": job.completion_tokens, "rejected": dict(job.rejections)}
             if job.failure:
                 store.quarantine_output(job.conversation_id, job.category, job.failure, job.raw, prov)
             else:

@@ -1,7 +1,8 @@
 """Self-instruct expansion: seed prompts -> new prompts per category and language, filtered, with counts per reason.
 
 Filters, in order (reason names in brackets): the model stopped on its own [truncated]; length in characters
-[too_short, too_long]; not a preamble ending in a colon ("Here's a new request:") [not_a_request]; no blacklisted
+[too_short, too_long]; not a preamble ending in a colon ("Here's a new request:") [not_a_request]; not an assistant's line ("How can I
+help you?") [assistant_voice]; no blacklisted
 word (tasks a text model cannot do: images, video, files) [blacklisted]; lid.176 agrees with the target language
 [wrong_language]; novelty [not_novel]. Novelty scales to millions of
 prompts: an incremental MinHash LSH index over the accepted prompts proposes candidates, and ROUGE-L (on words, or
@@ -104,6 +105,12 @@ class NoveltyIndex:
 
 # Small models often answer with a preamble instead of a request ("Here's a new request:").
 _NOT_A_REQUEST = re.compile(r"(^\s*(here'?s|here is|sure|certainly|以下是|好的)\b.*[:：]\s*$)|[:：]\s*$", re.IGNORECASE)
+# Role confusion: small models asked to write a *user's* request often write an assistant's line instead.
+ASSISTANT_VOICE = re.compile(
+    r"how (can|may) i (help|assist)|i'?m (here|ready|happy|glad) to (help|assist)|i'?ll be happy to help|"
+    r"i'?m ready\b|your request is|as an ai\b|有什么(可以|能)帮|我(很)?乐意(帮|为)|我可以帮(你|您)",
+    re.IGNORECASE,
+)
 _PREFIX = re.compile(r"^\s*(?:new request|request|task|新的请求|请求|任务)\s*[:：]\s*", re.IGNORECASE)
 
 
@@ -131,6 +138,8 @@ class PromptFilter:
             return "too_long"
         if _NOT_A_REQUEST.search(text):
             return "not_a_request"
+        if ASSISTANT_VOICE.search(text):
+            return "assistant_voice"
         lowered = text.lower()
         if any(word in lowered for word in BLACKLIST):
             return "blacklisted"

@@ -34,6 +34,7 @@ class ToolTraceConfig(StrictModel):
     search_corpus: Path | None = Field(Path("data/sample/corpus/clean"),
                                        description="clean corpus shards the offline Search tool indexes")
     sampling: SamplingParams = SamplingParams(max_new_tokens=128, temperature=0.3, repetition_penalty=1.05)
+    attempts: int = Field(3, ge=1, description="tries per question (new seed each) before it goes to quarantine")
 
 
 class DialogueRecipe(StrictModel):
@@ -51,6 +52,8 @@ class DialogueRecipe(StrictModel):
     user_sampling: SamplingParams = SamplingParams(max_new_tokens=64, temperature=0.9)
     tool_traces: ToolTraceConfig = ToolTraceConfig()
     batch_size: int = 16
+    attempts: int = Field(2, ge=1, description="tries per model output (new seed each) before the conversation "
+                                               "goes to quarantine")
     rows_per_shard: int = 500
     seed: int = 0
 
@@ -89,7 +92,7 @@ def prepare_prompts(recipe: DialogueRecipe, backend) -> list[dict]:
 
 
 def run_tool_traces(recipe: DialogueRecipe, backend, store: ShardStore, provenance: dict) -> None:
-    from moss_data.dialogue.tool_traces import generate_tool_traces, load_tool_prompts
+    from moss_data.dialogue.tool_traces import ToolTraceGenerator, load_tool_prompts
     from moss_data.tools.search import SearchIndex
 
     cfg = recipe.tool_traces
@@ -99,7 +102,10 @@ def run_tool_traces(recipe: DialogueRecipe, backend, store: ShardStore, provenan
     else:
         logger.warning(f"tool traces: no search corpus at {cfg.search_corpus} (run `just demo`); Search finds nothing")
     prompts = load_tool_prompts(recipe.prompts_dir / cfg.prompts_file)
-    generate_tool_traces(backend, prompts, store, recipe.prompts_dir, index, cfg.sampling, provenance)
+    generator = ToolTraceGenerator(backend, recipe.prompts_dir, index, cfg.sampling, cfg.attempts)
+    stats = generator.run(prompts, store, provenance)
+    (recipe.output_dir / "tool_trace_stats.json").write_text(json.dumps(dict(sorted(stats.items())), indent=2))
+    logger.info(f"tool traces: {dict(stats)}")
 
 
 def run_dialogues(recipe: DialogueRecipe) -> dict:
@@ -123,7 +129,7 @@ def run_dialogues(recipe: DialogueRecipe) -> dict:
         "template_hash": template_hash(user_template, (recipe.prompts_dir / "self_instruct.txt").read_text()),
     }
     run_conversations(backend, jobs, store, recipe.assistant_sampling, recipe.user_sampling, user_template,
-                      provenance, recipe.batch_size)
+                      provenance, recipe.batch_size, recipe.attempts)
     if recipe.tool_traces.enabled:
         run_tool_traces(recipe, backend, store, provenance)
     summary = {"planned": len(items), **store.counts()}

@@ -3,7 +3,7 @@
 Grammar (precedence low to high)::
 
     expr   := term (('+' | '-') term)*
-    term   := unary (('*' | '/' | '%') unary)*
+    term   := unary (('*' | '/' | '%' | implicit) unary)*   implicit: '2x', '3(x+1)', '(a+b)c' as in math text
     unary  := ('+' | '-') unary | power
     power  := atom (('**' | '^') unary)?          right-associative
     atom   := NUMBER | NAME | NAME '(' expr (',' expr)* ')' | '(' expr ')'
@@ -128,9 +128,20 @@ class Parser:
 
     def term(self):
         node = self.unary()
-        while self.peek() in ("*", "/", "%"):
-            node = Binary(self.take()[1], node, self.unary())
-        return node
+        while True:
+            if self.peek() in ("*", "/", "%"):
+                node = Binary(self.take()[1], node, self.unary())
+            elif self.implicit_product():
+                node = Binary("*", node, self.unary())
+            else:
+                return node
+
+    def implicit_product(self) -> bool:
+        """A number or ')' directly followed by a name or '(' multiplies, as people write equations."""
+        if self.i == 0 or self.i >= len(self.tokens):
+            return False
+        before, after = self.tokens[self.i - 1], self.tokens[self.i]
+        return (before[0] == "num" or before[1] == ")") and (after[0] == "name" or after[1] == "(")
 
     def unary(self):
         if self.peek() in ("+", "-"):

@@ -137,11 +137,23 @@ def _to_sympy(node, symbols: dict):
     raise ExprError(f"cannot convert {type(node).__name__}")
 
 
+def split_equations(system: str) -> list[str]:
+    """MOSS separates equations with ';'; people (and models) also use ',' between them. A comma inside
+    parentheses is a function's argument separator (max(x, 2)), not a break."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(system):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == ";" or (ch == "," and depth == 0):
+            parts.append(system[start:i])
+            start = i + 1
+    return parts + [system[start:]]
+
+
 def _solve(system: str) -> ToolResult:
     import sympy
 
     try:
-        parts = [p for p in system.split(";") if p.strip()]
+        parts = [p for p in split_equations(system) if p.strip()]
         if not parts or len(parts) > MAX_EQUATIONS:
             raise ExprError(f"give 1 to {MAX_EQUATIONS} equations separated by ';'")
         symbols: dict = {}

@@ -1,8 +1,9 @@
 """Offline web search: BM25 over passages of the project's own cleaned corpus shards.
 
-Passages are ~400-character windows of the clean documents (en and zh routes). Tokens: lower-cased words, and for
-Chinese, character bigrams (Chinese has no spaces). Results are the top passages, returned as MOSS snippets. An
-online provider can replace it behind the same ``search(query, k)`` method.
+Passages are ~240-character windows of the clean documents (en and zh routes; MOSS's snippets are that short).
+Tokens: lower-cased words, and for Chinese, character bigrams (Chinese has no spaces). Results are the top
+passages in the query's language (a query with Chinese characters is Chinese), falling back to any language when
+none matches, returned as MOSS snippets. An online provider can replace it behind the same ``search(query, k)``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def search_tokens(text: str) -> list[str]:
 class SearchIndex:
     def __init__(self, passages: list[str], k1: float = 1.5, b: float = 0.75):
         self.passages = passages
+        self.is_chinese = [bool(_CJK.search(p)) for p in passages]
         self.k1, self.b = k1, b
         self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
         self.lengths = []
@@ -42,7 +44,7 @@ class SearchIndex:
         self.avg_len = sum(self.lengths) / max(len(self.lengths), 1)
 
     @classmethod
-    def from_shards(cls, clean_dir: Path, routes=("en", "zh"), window: int = 400, max_passages: int = 200_000):
+    def from_shards(cls, clean_dir: Path, routes=("en", "zh"), window: int = 240, max_passages: int = 200_000):
         passages: list[str] = []
         for route in routes:
             for d in iter_documents(Path(clean_dir) / route):
@@ -65,4 +67,7 @@ class SearchIndex:
             for i, tf in posting:
                 norm = tf + self.k1 * (1 - self.b + self.b * self.lengths[i] / self.avg_len)
                 scores[i] += idf * tf * (self.k1 + 1) / norm
-        return [self.passages[i] for i, _ in scores.most_common(k)]
+        chinese = bool(_CJK.search(query))
+        ranked = [i for i, _ in scores.most_common()]
+        same_language = [i for i in ranked if self.is_chinese[i] == chinese]
+        return [self.passages[i] for i in (same_language or ranked)[:k]]

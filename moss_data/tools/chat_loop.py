@@ -1,0 +1,105 @@
+"""The MOSS chat loop at inference: two passes per turn, with the real executors in between.
+
+    prompt = meta instruction + earlier turns + "<|Human|>: ...<eoh>\\n<|Inner Thoughts|>:"
+    pass 1: generate to <eoc>   -> inner thoughts and the commands
+    execute the commands with the registry (only tools the meta instruction enables; time and size limits)
+    pass 2: prompt + pass 1 + "<eoc>\\n<|Results|>: ...<eor>\\n<|MOSS|>:", generate to <eom> -> the reply
+
+The segment markers are fixed by the format, so the loop holds the model to them: when pass 1 ends its thoughts
+with ``<eot>`` but does not go on to ``<|Commands|>:`` (an untrained or small model), the loop writes the marker
+itself and asks again for the commands only (a reported problem, not a silent repair).
+The model's command text is parsed, never evaluated; a command that does not parse runs nothing and is reported
+in the turn's ``problems`` (the reply is still generated, from ``None`` results). History is trimmed from the
+oldest turn so the prompt stays within ``max_prompt_chars`` (the meta instruction and the new message are kept).
+The same loop serves ``moss-train chat`` and evaluation of tool-call accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from moss_data.dialogue.backends import Backend, SamplingParams
+from moss_data.formats import Capabilities, CommandSyntaxError, Turn, meta_instruction, parse_commands
+from moss_data.tools.registry import ToolRegistry, TurnResults
+
+
+@dataclass
+class ChatTurn:
+    turn: Turn
+    problems: list[str] = field(default_factory=list)
+    results: TurnResults | None = None
+
+
+def split_first_pass(text: str) -> tuple[str, str, list[str]]:
+    """Pass 1's text (after ``<|Inner Thoughts|>:``) -> (thought, commands text, problems)."""
+    problems = []
+    thought, sep, rest = text.partition("<eot>")
+    if not sep:
+        problems.append("no <eot> after the inner thoughts")
+        return thought.strip() or "None", "None", problems
+    _, marker, commands = rest.partition("<|Commands|>:")
+    if not marker:
+        problems.append("no <|Commands|> segment")
+        return thought.strip() or "None", "None", problems
+    return thought.strip() or "None", commands.strip() or "None", problems
+
+
+class MossChat:
+    def __init__(
+        self,
+        backend: Backend,
+        capabilities: Capabilities,
+        registry: ToolRegistry | None = None,
+        params: SamplingParams = SamplingParams(max_new_tokens=256, temperature=0.7),
+        max_prompt_chars: int = 12_000,
+        meta: str | None = None,
+    ):
+        self.backend = backend
+        self.capabilities = capabilities
+        self.registry = registry or ToolRegistry(capabilities)
+        self.params = params
+        self.max_prompt_chars = max_prompt_chars
+        self.meta = meta if meta is not None else meta_instruction(capabilities)
+        self.history: list[Turn] = []
+
+    def prompt(self, human: str) -> str:
+        """The pass-1 prompt, with the oldest turns dropped until it fits."""
+        tail = f"<|Human|>: {human}<eoh>\n<|Inner Thoughts|>:"
+        turns = list(self.history)
+        while turns and len(self.meta) + sum(len(t.serialize()) for t in turns) + len(tail) > self.max_prompt_chars:
+            turns.pop(0)
+        return self.meta + "".join(t.serialize() for t in turns) + tail
+
+    def send(self, human: str, on_text: Callable[[str, str], None] | None = None) -> ChatTurn:
+        """One turn. ``on_text(segment, text)`` sees each pass's text as it is produced (segment: "thoughts",
+        "results", "reply"), for a CLI to show."""
+        prompt = self.prompt(human)
+        first = self.backend.complete([prompt], self.params.model_copy(update={"stop": ["<eoc>", "<|Human|>"]}))[0]
+        thought, commands_text, problems = split_first_pass(first.text)
+        if problems:
+            forced = self.backend.complete([prompt + f" {thought}<eot>\n<|Commands|>:"],
+                                           self.params.model_copy(update={"stop": ["<eoc>", "\n"]}))[0]
+            commands_text = forced.text.strip() or "None"
+            problems.append("wrote the <|Commands|> marker for the model")
+        elif first.finish_reason == "length":
+            problems.append("pass 1 hit max_new_tokens before <eoc>")
+        try:
+            commands = parse_commands(commands_text, max_commands=self.registry.max_calls)
+            results = self.registry.execute(commands_text) if commands else TurnResults("None")
+        except CommandSyntaxError as e:
+            problems.append(f"command did not parse: {e}")
+            commands, results = [], TurnResults("None")
+        if on_text:
+            on_text("thoughts", first.text)
+            on_text("results", results.text)
+        partial = Turn(human, "", thought, commands, results.text).segments()
+        second_prompt = prompt + f" {thought}<eot>\n" + partial["Commands"] + partial["Tool Responses"] + "<|MOSS|>:"
+        second = self.backend.complete([second_prompt], self.params.model_copy(update={"stop": ["<eom>", "<|Human|>"]}))[0]
+        if second.finish_reason == "length":
+            problems.append("pass 2 hit max_new_tokens before <eom>")
+        if on_text:
+            on_text("reply", second.text)
+        turn = Turn(human, second.text.strip(), thought, commands, results.text)
+        self.history.append(turn)
+        return ChatTurn(turn, problems, results)
