@@ -54,6 +54,11 @@ bench-dedup:
 dialogues recipe="recipes/dialogue/tiny_cpu.yaml":
     moss-data dialogues {{recipe}}
 
+# AI feedback on the dialogue shards: judged candidates, preference pairs, a reward model, quality-tagged shards
+feedback recipe="recipes/feedback/tiny_cpu.yaml":
+    moss-data fetch-preference-sets
+    moss-data feedback {{recipe}}
+
 # dialogue pipeline overhead vs the raw backend, and a GPU-hour projection for 1.1M conversations
 bench-dialogue:
     python -m moss_data.bench.dialogue --out data/bench

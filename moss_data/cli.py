@@ -103,5 +103,36 @@ def dialogues(
     typer.echo(f"shards: {cfg.output_dir / 'shards'} ; quarantine: {cfg.output_dir / 'quarantine'}")
 
 
+@app.command()
+def feedback(
+    recipe: Annotated[Path, typer.Argument(help="feedback recipe YAML, e.g. recipes/feedback/tiny_cpu.yaml")],
+    set_: SetOpt = None,
+):
+    """AI feedback: judge candidates, build preference pairs, train a reward model, write quality-tagged shards."""
+    from moss_data.feedback.stage import FeedbackRecipe, run_feedback
+
+    try:
+        cfg = load_recipe(recipe, FeedbackRecipe, _overrides(set_))
+    except RecipeError as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    if not (cfg.input_dir / "manifest.json").exists():
+        typer.secho(f"no dialogue shards in {cfg.input_dir}: run `just dialogues` first", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    summary = run_feedback(cfg)
+    typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+    typer.echo(f"report: {cfg.output_dir / 'report.md'} ; pairs: {cfg.output_dir / 'pairs'} ; "
+               f"tagged shards: {cfg.output_dir / 'shards'}")
+
+
+@app.command("fetch-preference-sets")
+def fetch_preference_sets_cmd(dest: Path = Path("data/external/llamafactory")):
+    """Download the external labelled preference sets (LLaMA-Factory's DPO demos, test input only) from PyPI."""
+    from moss_data.feedback.external import fetch_preference_sets
+
+    for path in fetch_preference_sets(dest):
+        typer.echo(str(path))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

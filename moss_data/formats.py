@@ -7,6 +7,12 @@ Turn serialization (end tokens are single special tokens; role markers are text)
 A turn without tools writes ``None`` in Inner Thoughts, Commands and Results. Commands are ``Search("q")``,
 ``Calculate("expr")``, ``Solve("eq1;eq2")``, ``Text2Image("desc")``, several joined by ``, ``.
 
+Quality tag (preference-aware training; MOSS never published its format, this is the project's): a response's
+overall quality 1-5 written at the start of the MOSS segment, ``<|MOSS|>: <quality:5> ...<eom>``. In the ``messages``
+view it is the assistant message's ``quality`` field, which the chat template renders outside the trained span; at
+inference the chat loop writes the tag it wants (the best, 5) before the model continues. Untagged responses have
+no tag.
+
 Record shape (as released): ``{conversation_id, meta_instruction, num_turns, chat: {turn_1: {Human, Inner Thoughts,
 Commands, Tool Responses, MOSS}, ...}, category}``, each turn field holding its serialized segment. The ``messages``
 view is what TRL reads: system (meta instruction), user, and per tool turn an assistant message with ``thinking`` and
@@ -28,6 +34,17 @@ TOOLS = {  # name in the meta instruction -> (command name, argument name)
     "Text-to-image": ("Text2Image", "description"),
 }
 COMMAND_ARGUMENT = {command: arg for command, arg in TOOLS.values()}
+QUALITY_LEVELS = (1, 2, 3, 4, 5)
+BEST_QUALITY = max(QUALITY_LEVELS)
+
+
+def quality_tag(quality: int | None) -> str:
+    """The tag as written before a response ('' when untagged)."""
+    if quality is None:
+        return ""
+    if quality not in QUALITY_LEVELS:
+        raise ValueError(f"quality must be one of {QUALITY_LEVELS}, got {quality!r}")
+    return f"<quality:{quality}> "
 
 META_PERSONA = """You are an AI assistant whose name is MOSS.
 - MOSS is a conversational language model that is developed by Fudan University. It is designed to be helpful, honest, and harmless.
@@ -160,6 +177,7 @@ class Turn:
     inner_thoughts: str = "None"
     commands: list[Command] = field(default_factory=list)
     results: str = "None"
+    quality: int | None = None  # the response's quality tag, when tagged
 
     def serialize(self) -> str:
         return "".join(self.segments().values())
@@ -172,7 +190,7 @@ class Turn:
             "Inner Thoughts": f"<|Inner Thoughts|>: {self.inner_thoughts}<eot>\n",
             "Commands": f"<|Commands|>: {render_commands(self.commands)}<eoc>\n",
             "Tool Responses": f"<|Results|>:{' ' if results == 'None' else ''}{results}<eor>\n",
-            "MOSS": f"<|MOSS|>: {self.moss}<eom>\n",
+            "MOSS": f"<|MOSS|>: {quality_tag(self.quality)}{self.moss}<eom>\n",
         }
 
 
@@ -185,7 +203,7 @@ _SEGMENT = {
     "Inner Thoughts": re.compile(r"^<\|Inner Thoughts\|>: (.*)<eot>\n$", re.DOTALL),
     "Commands": re.compile(r"^<\|Commands\|>: (.*)<eoc>\n$", re.DOTALL),
     "Tool Responses": re.compile(r"^<\|Results\|>:(?: None|\n(.*))<eor>\n$", re.DOTALL),
-    "MOSS": re.compile(r"^<\|MOSS\|>: (.*)<eom>\n$", re.DOTALL),
+    "MOSS": re.compile(r"^<\|MOSS\|>: (?:<quality:([1-5])> )?(.*)<eom>\n$", re.DOTALL),
 }
 
 
@@ -197,11 +215,14 @@ def turn_from_segments(segments: dict[str, str]) -> Turn:
         m = pattern.match(segments[key])
         if not m:
             raise FormatError(f"turn field {key!r} is not a serialized {key} segment: {segments[key][:60]!r}")
-        values[key] = m.group(1)
+        values[key] = m.group(2) if key == "MOSS" else m.group(1)
+        if key == "MOSS":
+            values["quality"] = int(m.group(1)) if m.group(1) else None
     return Turn(
         human=values["Human"], moss=values["MOSS"], inner_thoughts=values["Inner Thoughts"],
         commands=parse_commands(values["Commands"]),
         results=values["Tool Responses"] if values["Tool Responses"] is not None else "None",
+        quality=values["quality"],
     )
 
 
@@ -244,12 +265,14 @@ class Conversation:
                     ],
                 })
                 messages.append({"role": "tool", "name": ",".join(c.name for c in t.commands), "content": t.results})
-                messages.append({"role": "assistant", "content": t.moss})
+                msg = {"role": "assistant", "content": t.moss}
             else:
                 msg = {"role": "assistant", "content": t.moss}
                 if t.inner_thoughts != "None":
                     msg["thinking"] = t.inner_thoughts
-                messages.append(msg)
+            if t.quality is not None:
+                msg["quality"] = t.quality
+            messages.append(msg)
         return messages
 
     @classmethod
@@ -266,9 +289,10 @@ class Conversation:
                 commands = [Command(c["function"]["name"], next(iter(c["function"]["arguments"].values())))
                             for c in nxt["tool_calls"]]
                 tool, reply = messages[i + 2], messages[i + 3]
-                turns.append(Turn(human, reply["content"], nxt.get("thinking", "None"), commands, tool["content"]))
+                turns.append(Turn(human, reply["content"], nxt.get("thinking", "None"), commands, tool["content"],
+                                  reply.get("quality")))
                 i += 4
             else:
-                turns.append(Turn(human, nxt["content"], nxt.get("thinking", "None")))
+                turns.append(Turn(human, nxt["content"], nxt.get("thinking", "None"), quality=nxt.get("quality")))
                 i += 2
         return cls(conversation_id, category, turns, caps)

@@ -45,6 +45,7 @@ def make_conversation(sentences: list[str], seed: int) -> Conversation:
             turns.append(Turn(rng.choice(sentences), rng.choice(sentences), rng.choice(sentences), cmds, results))
         else:
             turns.append(Turn(rng.choice(sentences), rng.choice(sentences) + "\n\n" + rng.choice(sentences)))
+        turns[-1].quality = rng.choice([None, 1, 3, 5])  # tagged and untagged responses mix in a conversation
     return Conversation(f"c{seed}", "writing", turns, caps)
 
 
@@ -68,6 +69,20 @@ def test_serialized_turn_exactly_as_designed():
     tool = Turn("2*3?", "It is 6.", "I should calculate.", [Command("Calculate", "2*3")], "Calculate(\"2*3\") => '6'")
     assert tool.segments()["Commands"] == '<|Commands|>: Calculate("2*3")<eoc>\n'
     assert tool.segments()["Tool Responses"] == "<|Results|>:\nCalculate(\"2*3\") => '6'<eor>\n"
+
+
+def test_quality_tag_in_all_three_views():
+    tagged = Turn("Hi", "Hello!", quality=4)
+    assert tagged.segments()["MOSS"] == "<|MOSS|>: <quality:4> Hello!<eom>\n"
+    conv = Conversation("c", "writing", [tagged, Turn("More?", "Sure.")])
+    assert Conversation.from_record(conv.to_record()).turns == conv.turns
+    messages = conv.to_messages()
+    assert messages[2] == {"role": "assistant", "content": "Hello!", "quality": 4} and "quality" not in messages[4]
+    assert Conversation.from_messages(messages, "c", "writing").turns == conv.turns
+    # a reply that merely mentions a tag-like string later is not tagged
+    assert Conversation.from_record(Conversation("c", "w", [Turn("q", "use <quality:5> as the tag")]).to_record()).turns[0].quality is None
+    with pytest.raises(ValueError, match="quality must be one of"):
+        Turn("q", "a", quality=9).serialize()
 
 
 def test_meta_instruction_flags_round_trip():

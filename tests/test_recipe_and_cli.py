@@ -94,7 +94,7 @@ def test_cli_help_for_every_command():
     runner = CliRunner()
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    commands = ["sample", "corpus", "corpus-report", "check-recipe", "dialogues"]
+    commands = ["sample", "corpus", "corpus-report", "check-recipe", "dialogues", "feedback", "fetch-preference-sets"]
     for command in commands:
         assert command in result.output
         sub = runner.invoke(app, [command, "--help"])
@@ -112,7 +112,8 @@ def test_cli_check_recipe_reports_bad_key(tmp_path):
 def test_just_list_documents_recipes():
     just = Path(sys.executable).parent / "just"  # rust-just installs the binary into the venv
     out = subprocess.run([str(just), "--list"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    for recipe in ("demo", "test", "sample", "corpus", "install", "dialogues", "bench-dedup", "bench-dialogue"):
+    for recipe in ("demo", "test", "sample", "corpus", "install", "dialogues", "feedback", "bench-dedup",
+                   "bench-dialogue"):
         assert recipe in out
     # every recipe has a doc comment
     listed = [line for line in out.splitlines()[1:] if line.strip()]
@@ -149,3 +150,16 @@ def test_shipped_dialogue_recipes_validate_and_reject_typos(tmp_path):
     bad = write(tmp_path, "name: d\noutput_dir: out\nbackend:\n  kind: http\n  base_ulr: http://x\n")
     with pytest.raises(RecipeError, match="backend.base_ulr: unknown key"):
         load_recipe(bad, DialogueRecipe)
+
+
+def test_shipped_feedback_recipes_validate_and_reject_typos(tmp_path):
+    from moss_data.feedback.stage import FeedbackRecipe
+
+    recipes = sorted((REPO / "recipes/feedback").glob("*.yaml"))
+    assert recipes
+    for path in recipes:
+        cfg = load_recipe(path, FeedbackRecipe)
+        assert cfg.candidates_per_context >= 2 and 0 <= cfg.untagged_share <= 1
+    bad = write(tmp_path, "name: f\ninput_dir: d\noutput_dir: out\nreward_model:\n  max_stpes: 3\n")
+    with pytest.raises(RecipeError, match="reward_model.max_stpes: unknown key"):
+        load_recipe(bad, FeedbackRecipe)

@@ -37,6 +37,8 @@ class SamplingParams(StrictModel):
     top_p: float = Field(0.9, gt=0, le=1)
     repetition_penalty: float = Field(1.0, ge=1.0, description="> 1 discourages loops (small models need it)")
     stop: list[str] = Field(default_factory=list, description="stop strings, cut from the returned text")
+    json_schema: dict | None = Field(None, description="structured output: the answer must match this JSON schema "
+                                                       "(backends with supports_json_schema; others ignore it)")
     seed: int = 0
 
 
@@ -51,6 +53,7 @@ class Generation:
 
 class Backend(Protocol):
     name: str
+    supports_json_schema: bool  # enforces SamplingParams.json_schema while decoding
 
     def chat(self, conversations: list[list[dict]], params: SamplingParams) -> list[Generation]: ...
 
@@ -76,6 +79,8 @@ class BackendError(RuntimeError):
 
 
 class TransformersBackend:
+    supports_json_schema = False  # no constrained decoding here: callers parse tolerantly
+
     def __init__(self, model_dir: Path, batch_size: int = 8, dtype: str = "float32"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,18 +96,39 @@ class TransformersBackend:
         self._torch = torch
 
     def chat(self, conversations: list[list[dict]], params: SamplingParams) -> list[Generation]:
-        prompts = [
-            self.tokenizer.apply_chat_template(c, add_generation_prompt=not is_prefilled(c),
-                                               continue_final_message=is_prefilled(c), tokenize=False)
-            for c in conversations
-        ]
-        return self.complete(prompts, params)
+        return self.complete([self.render(c) for c in conversations], params)
 
     def complete(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
         out: list[Generation] = []
         for start in range(0, len(prompts), self.batch_size):
             out += self._batch(prompts[start : start + self.batch_size], params, start)
         return out
+
+    def choose(self, prompts: list[str], choices: list[str]) -> list[dict[str, float]]:
+        """Constrained decoding of one step: for each prompt (plain text), the model's next-token probabilities over
+        the given choices (each one token), renormalized. A JSON-schema field with a small enum (a 1-5 score, a
+        letter) decodes exactly this way; callers sample or take the argmax."""
+        torch = self._torch
+        ids = []
+        for choice in choices:
+            tokens = self.tokenizer.encode(choice, add_special_tokens=False)
+            if len(tokens) != 1:
+                raise ValueError(f"choice {choice!r} is {len(tokens)} tokens for this tokenizer; choices must be one")
+            ids.append(tokens[0])
+        out = []
+        for start in range(0, len(prompts), self.batch_size):
+            enc = self.tokenizer(prompts[start : start + self.batch_size], return_tensors="pt", padding=True,
+                                 add_special_tokens=False)
+            with torch.no_grad():
+                logits = self.model(**enc).logits[:, -1, :]  # left padding: the last position is each prompt's end
+            probs = torch.softmax(logits[:, ids].float(), dim=-1)
+            out += [dict(zip(choices, row.tolist())) for row in probs]
+        return out
+
+    def render(self, conversation: list[dict]) -> str:
+        """The chat template applied (continuing a prefilled assistant message), as plain text."""
+        return self.tokenizer.apply_chat_template(conversation, add_generation_prompt=not is_prefilled(conversation),
+                                                  continue_final_message=is_prefilled(conversation), tokenize=False)
 
     def _batch(self, prompts: list[str], params: SamplingParams, offset: int) -> list[Generation]:
         torch = self._torch
@@ -154,6 +180,7 @@ class HTTPBackend:
     """Chat completions over HTTP. ``api_key_env`` names the variable holding the key (never the key itself)."""
 
     RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+    supports_json_schema = True  # OpenAI's response_format json_schema (vLLM, SGLang, OpenAI)
 
     def __init__(
         self,
@@ -164,11 +191,13 @@ class HTTPBackend:
         timeout_s: float = 120.0,
         max_retries: int = 4,
         backoff_s: float = 1.0,
+        structured_outputs: bool = True,
     ):
         import httpx
 
         self.name = f"http:{model}"
         self.model = model
+        self.supports_json_schema = structured_outputs
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.backoff_s = backoff_s
@@ -209,6 +238,9 @@ class HTTPBackend:
         }
         if params.stop:
             body["stop"] = params.stop
+        if params.json_schema is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True}}
         if params.repetition_penalty != 1.0:  # not in OpenAI's API; vLLM's server accepts it
             body["repetition_penalty"] = params.repetition_penalty
         error = ""
@@ -250,6 +282,8 @@ class HTTPBackend:
 class VLLMBackend:
     """vLLM's offline engine (GPU machines; `pip install -e '.[gpu]'`)."""
 
+    supports_json_schema = True
+
     def __init__(self, model_dir: Path, gpu_memory_utilization: float = 0.85, max_model_len: int = 4096):
         try:
             from vllm import LLM
@@ -261,8 +295,19 @@ class VLLMBackend:
     def _sampling(self, params: SamplingParams):
         from vllm import SamplingParams as VSampling
 
+        extra = {}
+        if params.json_schema is not None:
+            try:  # vLLM >= 0.10
+                from vllm.sampling_params import StructuredOutputsParams
+
+                extra["structured_outputs"] = StructuredOutputsParams(json=params.json_schema)
+            except ImportError:
+                from vllm.sampling_params import GuidedDecodingParams
+
+                extra["guided_decoding"] = GuidedDecodingParams(json=params.json_schema)
         return VSampling(max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
-                         repetition_penalty=params.repetition_penalty, seed=params.seed, stop=params.stop or None)
+                         repetition_penalty=params.repetition_penalty, seed=params.seed, stop=params.stop or None,
+                         **extra)
 
     def chat(self, conversations: list[list[dict]], params: SamplingParams) -> list[Generation]:
         # vLLM's chat takes one continue/add-prompt setting per call: split prefilled and plain conversations.
@@ -302,6 +347,8 @@ class BackendConfig(StrictModel):
     concurrency: int = 8
     timeout_s: float = 120.0
     max_retries: int = 4
+    structured_outputs: bool = Field(True, description="http: the server takes OpenAI's response_format json_schema "
+                                                      "(vLLM, SGLang, OpenAI do; `transformers serve` does not)")
 
 
 def build_backend(cfg: BackendConfig) -> Backend:
@@ -310,7 +357,8 @@ def build_backend(cfg: BackendConfig) -> Backend:
     if cfg.kind == "http":
         if not cfg.base_url or not cfg.model:
             raise BackendError("backend.kind http needs backend.base_url and backend.model")
-        return HTTPBackend(cfg.base_url, cfg.model, cfg.api_key_env, cfg.concurrency, cfg.timeout_s, cfg.max_retries)
+        return HTTPBackend(cfg.base_url, cfg.model, cfg.api_key_env, cfg.concurrency, cfg.timeout_s, cfg.max_retries,
+                           structured_outputs=cfg.structured_outputs)
     model_dir = Path(cfg.model) if cfg.model else local_smollm2()
     if cfg.kind == "vllm":
         return VLLMBackend(model_dir)

@@ -107,8 +107,10 @@ class NoveltyIndex:
 _NOT_A_REQUEST = re.compile(r"(^\s*(here'?s|here is|sure|certainly|以下是|好的)\b.*[:：]\s*$)|[:：]\s*$", re.IGNORECASE)
 # Role confusion: small models asked to write a *user's* request often write an assistant's line instead.
 ASSISTANT_VOICE = re.compile(
-    r"how (can|may) i (help|assist)|i'?m (here|ready|happy|glad) to (help|assist)|i'?ll be happy to help|"
-    r"i'?m ready\b|your request is|as an ai\b|有什么(可以|能)帮|我(很)?乐意(帮|为)|我可以帮(你|您)",
+    r"how (can|may) i (help|assist)|\bhere to (help|assist)|i(?:'m| am) (?:happy|glad) to (?:help|assist)|"
+    r"i'?ll be happy to help|i(?:'m| am) ready\b|your request is|as an ai\b|"
+    r"what would you like (?:to|me to) (?:know|do|discuss|talk)|what do you want\?|"
+    r"有什么(可以|能)帮|我(很)?乐意(帮|为)|我可以帮(你|您)",
     re.IGNORECASE,
 )
 _PREFIX = re.compile(r"^\s*(?:new request|request|task|新的请求|请求|任务)\s*[:：]\s*", re.IGNORECASE)

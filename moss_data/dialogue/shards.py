@@ -31,7 +31,8 @@ SCHEMA = pa.schema(
         ("category", pa.string()),
         ("language", pa.string()),
         ("num_turns", pa.int32()),
-        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        # quality: the response's tag (feedback stage), null when untagged
+        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string()), ("quality", pa.int8())]))),
         ("moss_record", pa.string()),  # the released MOSS shape, as JSON
         ("provenance", pa.string()),  # model, sampling parameters, seed, template hashes, as JSON
     ]
@@ -103,7 +104,8 @@ class ShardStore:
             "category": conv.category,
             "language": language,
             "num_turns": len(conv.turns),
-            "messages": [{"role": m["role"], "content": m["content"]} for m in conv.to_messages()],
+            "messages": [{"role": m["role"], "content": m["content"], "quality": m.get("quality")}
+                         for m in conv.to_messages()],
             "moss_record": orjson.dumps(conv.to_record()).decode(),
             "provenance": orjson.dumps(provenance).decode(),
         })

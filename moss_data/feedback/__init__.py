@@ -1,0 +1,1 @@
+"""AI feedback: judge rubric, candidates, reward model, quality tags and preference pairs."""
