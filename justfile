@@ -56,7 +56,7 @@ dialogues recipe="recipes/dialogue/tiny_cpu.yaml":
 
 # AI feedback on the dialogue shards: judged candidates, preference pairs, a reward model, quality-tagged shards
 feedback recipe="recipes/feedback/tiny_cpu.yaml":
-    moss-data fetch-preference-sets
+    moss-data fetch-preference-sets || echo "external preference set not fetched (needs PyPI): its figure is left out"
     moss-data feedback {{recipe}}
 
 # dialogue pipeline overhead vs the raw backend, and a GPU-hour projection for 1.1M conversations

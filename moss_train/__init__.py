@@ -1,4 +1,5 @@
-"""MOSS toolkit trainer backend (pretraining, SFT, preference-aware tuning, chat): not built yet, see issue 7.
+"""MOSS toolkit trainer backend (pretraining, SFT, preference-aware tuning, chat): issue 7.
 
-It will import from ``moss_data`` only the shared formats and the tool executors.
+Built so far: ``chat_template`` (the MOSS serialization as a tokenizer chat template with generation markers for
+the two loss masks). It imports from ``moss_data`` only the shared formats and the tool executors.
 """

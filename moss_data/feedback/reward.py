@@ -12,6 +12,7 @@ from pathlib import Path
 
 from loguru import logger
 from pydantic import Field
+from tqdm import tqdm
 
 from moss_data.recipe import StrictModel
 
@@ -29,7 +30,7 @@ class RewardModelConfig(StrictModel):
     seed: int = 0
 
 
-def _no_tools(messages: list[dict], keep_system: bool = True) -> list[dict]:
+def without_tool_roles(messages: list[dict], keep_system: bool = True) -> list[dict]:
     """Chat templates of small models know no 'tool' role: show tool results as user-side text. The reward model
     drops the system message (MOSS's meta instruction is the same long text in every example)."""
     out = []
@@ -44,8 +45,8 @@ def _no_tools(messages: list[dict], keep_system: bool = True) -> list[dict]:
 
 
 def to_trl_rows(pairs: list[dict]) -> list[dict]:
-    return [{"prompt": _no_tools(p["prompt"], keep_system=False), "chosen": p["chosen"], "rejected": p["rejected"]}
-            for p in pairs]
+    return [{"prompt": without_tool_roles(p["prompt"], keep_system=False), "chosen": p["chosen"],
+             "rejected": p["rejected"]} for p in pairs]
 
 
 class RewardModelSkipped(RuntimeError):
@@ -121,11 +122,9 @@ class RewardScorer:
         self._torch = torch
 
     def score(self, prompts: list[list[dict]], responses: list[str]) -> list[float]:
-        texts = [self.tokenizer.apply_chat_template(_no_tools(p, keep_system=False) + [{"role": "assistant", "content": r}],
-                                                    tokenize=False)
+        texts = [self.tokenizer.apply_chat_template(
+                     without_tool_roles(p, keep_system=False) + [{"role": "assistant", "content": r}], tokenize=False)
                  for p, r in zip(prompts, responses)]
-        from tqdm import tqdm
-
         scores: list[float] = []
         for start in tqdm(range(0, len(texts), self.batch_size), desc="reward scores", unit="batch",
                           disable=len(texts) <= 4 * self.batch_size):

@@ -41,7 +41,7 @@ from moss_data.dialogue.conversation import check_output
 from moss_data.dialogue.shards import ShardStore
 from moss_data.feedback.cache import JsonlCache
 from moss_data.feedback.judge import Judge
-from moss_data.feedback.reward import RewardModelConfig, _no_tools
+from moss_data.feedback.reward import RewardModelConfig, without_tool_roles
 from moss_data.feedback.rubric import ASPECTS
 from moss_data.formats import QUALITY_LEVELS, Conversation, Turn
 from moss_data.recipe import StrictModel
@@ -151,7 +151,7 @@ class FeedbackStage:
         for start in range(0, len(todo), self.r.batch_size):
             batch = todo[start : start + self.r.batch_size]
             params = self.r.candidate_sampling.model_copy(update={"seed": self.r.seed + start})
-            gens = self.backend.chat([_no_tools(c.prompt) for c, _ in batch], params)
+            gens = self.backend.chat([without_tool_roles(c.prompt) for c, _ in batch], params)
             rows = []
             for (c, k), gen in zip(batch, gens):
                 reason = check_output(gen, "reply", c.language, self.router, c.prompt[-1]["content"])
@@ -306,9 +306,16 @@ class FeedbackStage:
             "heldout_pairs": len(pairs) - len(train),
             "agreement_heldout": scorer.agreement([p for p in pairs if p["split"] == "heldout"]),
             "external": {str(path): scorer.agreement(load_preference_pairs(path, self.r.external_limit))
-                         for path in self.r.external_pairs},
+                         for path in self.external_sets()},
         }
         return scorer
+
+    def external_sets(self) -> list[Path]:
+        present = [p for p in self.r.external_pairs if Path(p).exists()]
+        for missing in set(self.r.external_pairs) - set(present):
+            logger.warning(f"feedback: external preference set {missing} not found (`moss-data fetch-preference-sets` "
+                           "gets it); its agreement figure is left out")
+        return present
 
     def tag(self, contexts: list[Context], by_context: dict[str, list[dict]], rm) -> tuple[dict[str, int | None], str]:
         if rm is not None:

@@ -1,0 +1,79 @@
+"""The MOSS chat template: renders the messages view exactly as the MOSS serialization, and its generation
+markers select exactly the tokens each loss mask trains (golden tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from moss_data.formats import SPECIAL_TOKENS, Capabilities, Command, Conversation, Turn, meta_instruction
+from moss_train.chat_template import moss_chat_template
+
+REPO = Path(__file__).resolve().parent.parent
+
+CONVERSATION = Conversation("c", "tool", [
+    Turn("What is 2+3?", "2 + 3 = 5.", "I should calculate.", [Command("Calculate", '2+3 "x" \\ y')],
+         "Calculate(\"2+3\") => '5'", quality=4),
+    Turn("Thanks! And hello?", "Hello!"),
+], Capabilities(calculator=True))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from moss_data.dialogue.models import local_smollm2
+
+    tok = AutoTokenizer.from_pretrained(str(local_smollm2(REPO / "data" / "models" / "smollm2-135m-instruct")))
+    tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    return tok
+
+
+@pytest.mark.parametrize("loss_mask", ["moss", "assistant"])
+def test_template_renders_the_moss_serialization(tokenizer, loss_mask):
+    tokenizer.chat_template = moss_chat_template(loss_mask)
+    rendered = tokenizer.apply_chat_template(CONVERSATION.to_messages(), tokenize=False)
+    expected = meta_instruction(CONVERSATION.capabilities) + "".join(t.serialize() for t in CONVERSATION.turns)
+    assert rendered == expected
+    prompt = tokenizer.apply_chat_template(CONVERSATION.to_messages()[:2], tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<|Human|>: What is 2+3?<eoh>\n<|Inner Thoughts|>:")  # where the chat loop starts pass 1
+
+
+def trained_text(tokenizer, loss_mask: str) -> str:
+    tokenizer.chat_template = moss_chat_template(loss_mask)
+    out = tokenizer.apply_chat_template(CONVERSATION.to_messages(), tokenize=True, return_dict=True,
+                                        return_assistant_tokens_mask=True)
+    ids, mask = out["input_ids"], out["assistant_masks"]
+    assert len(ids) == len(mask)
+    # the trained tokens, with a "|" wherever an untrained stretch was cut out
+    pieces, current = [], []
+    for token, on in zip(ids, mask):
+        if on:
+            current.append(token)
+        elif current:
+            pieces.append(tokenizer.decode(current))
+            current = []
+    if current:
+        pieces.append(tokenizer.decode(current))
+    return "|".join(pieces)
+
+
+def test_assistant_mask_trains_only_what_the_model_writes(tokenizer):
+    assert trained_text(tokenizer, "assistant") == "|".join([
+        ' I should calculate.<eot>\n<|Commands|>: Calculate("2+3 \\"x\\" \\\\ y")<eoc>\n',
+        " 2 + 3 = 5.<eom>\n",  # after the tag: <quality:4> is not trained
+        " None<eot>\n<|Commands|>: None<eoc>\n",
+        " Hello!<eom>\n",
+    ])
+
+
+def test_moss_mask_trains_everything_but_meta_results_and_tag(tokenizer):
+    assert trained_text(tokenizer, "moss") == "|".join([
+        "<|Human|>: What is 2+3?<eoh>\n",
+        ' I should calculate.<eot>\n<|Commands|>: Calculate("2+3 \\"x\\" \\\\ y")<eoc>\n<|Results|>:',
+        "<eor>\n",
+        " 2 + 3 = 5.<eom>\n<|Human|>: Thanks! And hello?<eoh>\n",
+        " None<eot>\n<|Commands|>: None<eoc>\n<|Results|>: None<eor>\n",
+        " Hello!<eom>\n",
+    ])
