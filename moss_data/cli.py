@@ -30,7 +30,7 @@ def _overrides(pairs: list[str] | None) -> dict:
     return out
 
 
-def _load(path: Path, model, sets: list[str] | None):
+def load_recipe_or_exit(path: Path, model, sets: list[str] | None):
     """The recipe as its validated config, or the error's message (naming the key path) and exit code 2."""
     try:
         return load_recipe(path, model, _overrides(sets))
@@ -42,7 +42,7 @@ def _load(path: Path, model, sets: list[str] | None):
 def _load_corpus_recipe(path: Path, sets: list[str] | None):
     from moss_data.corpus.config import CorpusRecipe
 
-    return _load(path, CorpusRecipe, sets)
+    return load_recipe_or_exit(path, CorpusRecipe, sets)
 
 
 @app.command()
@@ -98,7 +98,7 @@ def dialogues(
     """Generate conversations: seeds -> self-instruct -> multi-turn dialogues -> parquet shards (resumable)."""
     from moss_data.dialogue.stage import DialogueRecipe, run_dialogues
 
-    cfg = _load(recipe, DialogueRecipe, set_)
+    cfg = load_recipe_or_exit(recipe, DialogueRecipe, set_)
     summary = run_dialogues(cfg)
     typer.echo(json.dumps(summary, indent=2))
     typer.echo(f"shards: {cfg.output_dir / 'shards'} ; quarantine: {cfg.output_dir / 'quarantine'}")
@@ -112,7 +112,7 @@ def feedback(
     """AI feedback: judge candidates, build preference pairs, train a reward model, write quality-tagged shards."""
     from moss_data.feedback.stage import FeedbackRecipe, run_feedback
 
-    cfg = _load(recipe, FeedbackRecipe, set_)
+    cfg = load_recipe_or_exit(recipe, FeedbackRecipe, set_)
     if not (cfg.input_dir / "manifest.json").exists():
         typer.secho(f"no dialogue shards in {cfg.input_dir}: run `just dialogues` first", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)

@@ -100,3 +100,11 @@ def test_loop_with_the_small_model_calls_the_calculator():
     assert [c.name for c in out.turn.commands] == ["Calculate"], out
     assert out.turn.results == registry.execute(", ".join(c.render() for c in out.turn.commands)).text
     assert out.turn.moss and "<eom>" not in out.turn.moss
+
+
+def test_the_loop_asks_for_the_quality_tag_it_is_given():
+    backend = ScriptedCompletions([" None<eot>\n<|Commands|>: None", " Hello!"])
+    chat = MossChat(backend, Capabilities(), quality=5)
+    out = chat.send("Hi")
+    assert backend.prompts[1].endswith("<|Results|>: None<eor>\n<|MOSS|>: <quality:5>")
+    assert out.turn.quality == 5 and out.turn.serialize().endswith("<|MOSS|>: <quality:5> Hello!<eom>\n")

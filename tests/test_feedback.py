@@ -118,7 +118,7 @@ def test_pairs_take_best_and_worst_with_a_margin(tmp_path):
         for k, (overall, passes) in enumerate(plan[i]):
             key = f"{c.context_id}:c{k}"
             by_context[c.context_id].append({"key": key, "context_id": c.context_id, "text": f"answer {i}.{k}",
-                                             "passes_checks": passes})
+                                             "passes_checks": passes, "source": "original" if k == 0 else "sampled"})
             judgements.append({"key": key, "ok": False, "reason": "no_json", "raw": ""} if overall is None else
                               {"key": key, "ok": True, "helpfulness": overall, "honesty": overall,
                                "harmlessness": overall, "overall": overall, "rationale": "", "raw": ""})
@@ -131,6 +131,9 @@ def test_pairs_take_best_and_worst_with_a_margin(tmp_path):
 
     assert all(is_conversational(p) and p["prompt"][-1]["role"] in ("user", "tool") for p in pairs)
     assert {p["split"] for p in pairs} <= {"train", "heldout"}
+    prov = orjson.loads(pairs[0]["provenance"])
+    assert (prov["chosen"], prov["rejected"], prov["chosen_source"]) == (f"{ctxs[0].context_id}:c1",
+                                                                         f"{ctxs[0].context_id}:c2", "sampled")
     assert [p["split"] for p in stage.build_pairs(ctxs, by_context)] == [p["split"] for p in pairs]  # stable
 
 

@@ -264,6 +264,10 @@ class FeedbackStage:
                 "chosen": [{"role": "assistant", "content": best[1]["text"]}],
                 "rejected": [{"role": "assistant", "content": worst[1]["text"]}],
                 "score_chosen": best[0]["overall"], "score_rejected": worst[0]["overall"],
+                "provenance": orjson.dumps({"judge": self.judge_label, "judge_mode": best[0].get("mode"),
+                                            "chosen": best[1]["key"], "rejected": worst[1]["key"],
+                                            "chosen_source": best[1]["source"],
+                                            "rejected_source": worst[1]["source"]}).decode(),
             })
         return pairs
 
@@ -273,7 +277,7 @@ class FeedbackStage:
         message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
         schema = pa.schema([("context_id", pa.string()), ("language", pa.string()), ("category", pa.string()),
                             ("split", pa.string()), ("prompt", message), ("chosen", message), ("rejected", message),
-                            ("score_chosen", pa.int8()), ("score_rejected", pa.int8())])
+                            ("score_chosen", pa.int8()), ("score_rejected", pa.int8()), ("provenance", pa.string())])
         for split in ("train", "heldout"):
             rows = [p for p in pairs if p["split"] == split]
             tmp = folder / f"{split}.parquet.tmp"

@@ -3,7 +3,8 @@
     prompt = meta instruction + earlier turns + "<|Human|>: ...<eoh>\\n<|Inner Thoughts|>:"
     pass 1: generate to <eoc>   -> inner thoughts and the commands
     execute the commands with the registry (only tools the meta instruction enables; time and size limits)
-    pass 2: prompt + pass 1 + "<eoc>\\n<|Results|>: ...<eor>\\n<|MOSS|>:", generate to <eom> -> the reply
+    pass 2: prompt + pass 1 + "<eoc>\\n<|Results|>: ...<eor>\\n<|MOSS|>:" (+ " <quality:N>" when a tag is asked for),
+            generate to <eom> -> the reply
 
 The segment markers are fixed by the format, so the loop holds the model to them: when pass 1 ends its thoughts
 with ``<eot>`` but does not go on to ``<|Commands|>:`` (an untrained or small model), the loop writes the marker
@@ -20,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from moss_data.dialogue.backends import Backend, SamplingParams
-from moss_data.formats import Capabilities, CommandSyntaxError, Turn, meta_instruction, parse_commands
+from moss_data.formats import (Capabilities, CommandSyntaxError, Turn, meta_instruction, parse_commands,
+                               quality_tag)
 from moss_data.tools.registry import ToolRegistry, TurnResults
 
 
@@ -54,6 +56,7 @@ class MossChat:
         params: SamplingParams = SamplingParams(max_new_tokens=256, temperature=0.7),
         max_prompt_chars: int = 12_000,
         meta: str | None = None,
+        quality: int | None = None,
     ):
         self.backend = backend
         self.capabilities = capabilities
@@ -61,6 +64,7 @@ class MossChat:
         self.params = params
         self.max_prompt_chars = max_prompt_chars
         self.meta = meta if meta is not None else meta_instruction(capabilities)
+        self.quality = quality  # the tag asked for before each reply (a model trained on tagged data: the best, 5)
         self.history: list[Turn] = []
 
     def prompt(self, human: str) -> str:
@@ -94,12 +98,13 @@ class MossChat:
             on_text("thoughts", first.text)
             on_text("results", results.text)
         partial = Turn(human, "", thought, commands, results.text).segments()
-        second_prompt = prompt + f" {thought}<eot>\n" + partial["Commands"] + partial["Tool Responses"] + "<|MOSS|>:"
+        second_prompt = (prompt + f" {thought}<eot>\n" + partial["Commands"] + partial["Tool Responses"] + "<|MOSS|>:"
+                         + f" {quality_tag(self.quality)}".rstrip())
         second = self.backend.complete([second_prompt], self.params.model_copy(update={"stop": ["<eom>", "<|Human|>"]}))[0]
         if second.finish_reason == "length":
             problems.append("pass 2 hit max_new_tokens before <eom>")
         if on_text:
             on_text("reply", second.text)
-        turn = Turn(human, second.text.strip(), thought, commands, results.text)
+        turn = Turn(human, second.text.strip(), thought, commands, results.text, self.quality)
         self.history.append(turn)
         return ChatTurn(turn, problems, results)

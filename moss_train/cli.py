@@ -1,0 +1,42 @@
+"""`moss-train`: the trainer backend's command line (issue 7: SFT so far)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from moss_data.cli import SetOpt, load_recipe_or_exit
+
+app = typer.Typer(help="MOSS toolkit trainer backend.", no_args_is_help=True, add_completion=False)
+
+
+@app.command()
+def sft(
+    recipe: Annotated[Path, typer.Argument(help="SFT recipe YAML, e.g. recipes/train/sft_tiny_cpu.yaml")],
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in output_dir")] = False,
+):
+    """Supervised fine-tuning on conversation shards (TRL SFTTrainer, MOSS chat template, loss mask per recipe)."""
+    from moss_train.sft import SFTRecipe, run_sft
+
+    cfg = load_recipe_or_exit(recipe, SFTRecipe, set_)
+    final = run_sft(cfg, resume=resume)
+    typer.echo(json.dumps(json.loads((cfg.output_dir / "train_summary.json").read_text()), indent=2))
+    typer.echo(f"model: {final}")
+
+
+@app.command("show-template")
+def show_template(loss_mask: Annotated[str, typer.Option(help="moss or assistant")] = "moss"):
+    """Print the MOSS chat template (Jinja) for a loss mask."""
+    from moss_train.chat_template import moss_chat_template
+
+    if loss_mask not in ("moss", "assistant"):
+        raise typer.BadParameter("loss mask is moss or assistant")
+    typer.echo(moss_chat_template(loss_mask))  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
