@@ -144,3 +144,13 @@ def test_search_answers_in_the_query_language():
     assert index.search("apt-get install package", k=2) == ["Use apt-get install to install a package."]
     assert index.search("apt-get 安装", k=1) == ["apt-get install 命令用来安装软件包。"]
     assert index.search("aptitude", k=1) == []  # nothing matches: no result rather than a random passage
+
+
+def test_text_to_image_says_why_it_is_not_available(tmp_path):
+    from moss_data.tools.text_to_image import NOT_AVAILABLE, TextToImage
+
+    assert "no text-to-image model is configured" in TextToImage().unavailable
+    no_model = TextToImage(tmp_path)  # a folder without model_index.json (or no diffusers / no GPU on this machine)
+    result = no_model("a red bicycle")
+    assert not result.ok and result.text == NOT_AVAILABLE and result.error.startswith("not available: ")
+    assert not list(tmp_path.iterdir())  # nothing written: no fake image

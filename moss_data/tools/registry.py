@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from moss_data.formats import Capabilities, Command, parse_commands
-from moss_data.tools.math_tools import TIMEOUT_S, ToolResult, calculate, solve
+from moss_data.tools.math_tools import TIMEOUT_S, calculate, solve
 from moss_data.tools.search import SearchIndex
+from moss_data.tools.text_to_image import TextToImage
 
 
 @dataclass
@@ -32,23 +33,11 @@ class TurnResults:
     calls: list[CallRecord] = field(default_factory=list)
 
 
-def text_to_image(description: str) -> ToolResult:
-    """A diffusers pipeline when installed and a GPU is present; otherwise a clear 'not available'. No fake images."""
-    try:
-        import diffusers  # noqa: F401
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ImportError("no GPU")
-    except ImportError as e:
-        return ToolResult(False, "Text-to-image is not available here.", f"not available: {e}")
-    return ToolResult(False, "Text-to-image is not available here.", "no text-to-image model is configured")
-
-
 class ToolRegistry:
     def __init__(self, capabilities: Capabilities, search_index: SearchIndex | None = None, max_calls: int = 4,
-                 timeout_s: float = TIMEOUT_S):
+                 timeout_s: float = TIMEOUT_S, text_to_image: TextToImage | None = None):
         self.capabilities = capabilities
+        self.text_to_image = text_to_image or TextToImage()
         self.search_index = search_index
         self.max_calls = max_calls
         self.timeout_s = timeout_s
@@ -74,7 +63,7 @@ class ToolRegistry:
                 blocks.append(f"{head}\n{output}" if lines else f"{head} No result.")
                 continue
             result = {"Calculate": calculate, "Solve": solve}.get(cmd.name)
-            res = result(cmd.argument, self.timeout_s) if result else text_to_image(cmd.argument)
+            res = result(cmd.argument, self.timeout_s) if result else self.text_to_image(cmd.argument)
             calls.append(CallRecord(cmd, res.ok, res.text, res.error))
             blocks.append(f"{head}\n{res.text}" if cmd.name == "Solve" and res.ok else f"{head} {res.text}")
         return TurnResults("\n".join(blocks), calls)
