@@ -63,6 +63,10 @@ feedback recipe="recipes/feedback/tiny_cpu.yaml":
 sft recipe="recipes/train/sft_tiny_cpu.yaml":
     moss-train sft {{recipe}}
 
+# DPO on the feedback stage's preference pairs (default: SmolLM2-135M, a few steps on CPU)
+dpo recipe="recipes/train/dpo_tiny_cpu.yaml":
+    moss-train dpo {{recipe}}
+
 # dialogue pipeline overhead vs the raw backend, and a GPU-hour projection for 1.1M conversations
 bench-dialogue:
     python -m moss_data.bench.dialogue --out data/bench

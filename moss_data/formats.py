@@ -275,6 +275,14 @@ class Conversation:
             messages.append(msg)
         return messages
 
+    def prompt_messages(self, turn_index: int) -> list[dict]:
+        """The messages before turn ``turn_index``'s reply (0-based): earlier turns, the user's message and, for a
+        tool turn, the tool call and its results. What a judge or a preference trainer conditions the reply on."""
+        t = self.turns[turn_index]
+        partial = Turn(t.human, "", t.inner_thoughts, t.commands, t.results)
+        head = Conversation(self.conversation_id, self.category, self.turns[:turn_index] + [partial], self.capabilities)
+        return head.to_messages()[:-1]  # drop the (empty) reply
+
     @classmethod
     def from_messages(cls, messages: list[dict], conversation_id: str, category: str) -> "Conversation":
         if not messages or messages[0]["role"] != "system":

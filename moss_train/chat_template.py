@@ -25,7 +25,8 @@ LossMask = Literal["moss", "assistant"]
 _COMMANDS = (
     "{% for call in message.tool_calls %}"
     "{{ ', ' if not loop.first else '' }}"
-    "{% set arg = (call.function.arguments.values() | list)[0] %}"
+    # after a round trip through Arrow (datasets) every tool's argument key is present, the others' as None
+    "{% set arg = (call.function.arguments.values() | reject('none') | list)[0] %}"
     "{{ call.function.name }}(\"{{ arg | replace('\\\\', '\\\\\\\\') | replace('\"', '\\\\\"') }}\")"
     "{% endfor %}"
 )
@@ -58,5 +59,8 @@ def moss_chat_template(loss_mask: LossMask = "moss") -> str:
         "<|MOSS|>:" + tag + "{% generation %} {{ message.content }}<eom>\n{% endgeneration %}"
         "{% endif %}"
         "{% endfor %}"
-        "{% if add_generation_prompt %}<|Inner Thoughts|>:{% endif %}"
+        # the next thing the model writes: after tool results the reply, otherwise (pass 1) the inner thoughts
+        "{% if add_generation_prompt %}"
+        "{% if messages[-1].role == 'tool' %}<|MOSS|>:{% else %}<|Inner Thoughts|>:{% endif %}"
+        "{% endif %}"
     )

@@ -1,4 +1,4 @@
-"""`moss-train`: the trainer backend's command line (issue 7: SFT so far)."""
+"""`moss-train`: the trainer backend's command line (issue 7: SFT and DPO so far)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,20 @@ def sft(
 
     cfg = load_recipe_or_exit(recipe, SFTRecipe, set_)
     final = run_sft(cfg, resume=resume)
+    typer.echo(json.dumps(json.loads((cfg.output_dir / "train_summary.json").read_text()), indent=2))
+    typer.echo(f"model: {final}")
+
+
+@app.command()
+def dpo(
+    recipe: Annotated[Path, typer.Argument(help="DPO recipe YAML, e.g. recipes/train/dpo_tiny_cpu.yaml")],
+    set_: SetOpt = None,
+):
+    """DPO on the feedback stage's preference pairs (TRL DPOTrainer, full MOSS contexts from the tagged shards)."""
+    from moss_train.dpo import DPORecipe, run_dpo
+
+    cfg = load_recipe_or_exit(recipe, DPORecipe, set_)
+    final = run_dpo(cfg)
     typer.echo(json.dumps(json.loads((cfg.output_dir / "train_summary.json").read_text()), indent=2))
     typer.echo(f"model: {final}")
 

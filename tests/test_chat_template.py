@@ -38,6 +38,8 @@ def test_template_renders_the_moss_serialization(tokenizer, loss_mask):
     assert rendered == expected
     prompt = tokenizer.apply_chat_template(CONVERSATION.to_messages()[:2], tokenize=False, add_generation_prompt=True)
     assert prompt.endswith("<|Human|>: What is 2+3?<eoh>\n<|Inner Thoughts|>:")  # where the chat loop starts pass 1
+    after_tool = tokenizer.apply_chat_template(CONVERSATION.prompt_messages(0), tokenize=False, add_generation_prompt=True)
+    assert after_tool.endswith("Calculate(\"2+3\") => '5'<eor>\n<|MOSS|>:")  # pass 2 starts at the reply
 
 
 def trained_text(tokenizer, loss_mask: str) -> str:
@@ -77,3 +79,18 @@ def test_moss_mask_trains_everything_but_meta_results_and_tag(tokenizer):
         " None<eot>\n<|Commands|>: None<eoc>\n<|Results|>: None<eor>\n",
         " Hello!<eom>\n",
     ])
+
+
+def test_rows_that_went_through_arrow_render_the_same(tokenizer):
+    """datasets stores messages as Arrow structs: a Solve row gets a null 'expression' key from a Calculate row and
+    the reverse; the template must still render each row's own argument."""
+    import datasets
+
+    solve = Conversation("s", "tool", [Turn("Solve x+1=3.", "x = 2.", "Solve it.", [Command("Solve", "x+1=3")],
+                                            'Solve("x+1=3") =>\nx = 2')], Capabilities(equation_solver=True))
+    convs = [CONVERSATION, solve]
+    ds = datasets.Dataset.from_list([{"messages": c.to_messages()} for c in convs])
+    tokenizer.chat_template = moss_chat_template("moss")
+    for conv, row in zip(convs, ds):
+        expected = meta_instruction(conv.capabilities) + "".join(t.serialize() for t in conv.turns)
+        assert tokenizer.apply_chat_template(row["messages"], tokenize=False) == expected

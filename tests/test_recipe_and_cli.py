@@ -112,7 +112,7 @@ def test_cli_check_recipe_reports_bad_key(tmp_path):
 def test_just_list_documents_recipes():
     just = Path(sys.executable).parent / "just"  # rust-just installs the binary into the venv
     out = subprocess.run([str(just), "--list"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    for recipe in ("demo", "test", "sample", "corpus", "install", "dialogues", "feedback", "sft", "bench-dedup",
+    for recipe in ("demo", "test", "sample", "corpus", "install", "dialogues", "feedback", "sft", "dpo", "bench-dedup",
                    "bench-dialogue"):
         assert recipe in out
     # every recipe has a doc comment
@@ -167,11 +167,15 @@ def test_shipped_feedback_recipes_validate_and_reject_typos(tmp_path):
 
 def test_moss_train_cli_and_shipped_train_recipes():
     from moss_train.cli import app as train_app
+    from moss_train.dpo import DPORecipe
     from moss_train.sft import SFTRecipe
 
     runner = CliRunner()
     assert runner.invoke(train_app, ["sft", "--help"]).exit_code == 0
     shown = runner.invoke(train_app, ["show-template", "--loss-mask", "assistant"])
     assert shown.exit_code == 0 and "{% generation %}" in shown.output
+    assert runner.invoke(train_app, ["dpo", "--help"]).exit_code == 0
     for path in sorted((REPO / "recipes/train").glob("sft*.yaml")):
         assert load_recipe(path, SFTRecipe).loss_mask in ("moss", "assistant")
+    for path in sorted((REPO / "recipes/train").glob("dpo*.yaml")):
+        assert load_recipe(path, DPORecipe).beta > 0

@@ -95,15 +95,13 @@ def load_conversations(input_dir: Path) -> list[tuple[Conversation, str, dict]]:
     return out
 
 
+def context_id(conversation_id: str, turn_index: int) -> str:
+    return f"{conversation_id}:t{turn_index + 1}"
+
+
 def contexts_of(conv: Conversation, language: str) -> list[Context]:
-    out = []
-    for t, turn in enumerate(conv.turns):
-        partial = Turn(turn.human, "", turn.inner_thoughts, turn.commands, turn.results)
-        messages = Conversation(conv.conversation_id, conv.category, conv.turns[:t] + [partial],
-                                conv.capabilities).to_messages()[:-1]  # drop the (empty) reply being judged
-        out.append(Context(f"{conv.conversation_id}:t{t + 1}", conv.conversation_id, t, language, conv.category,
-                           messages, turn.moss))
-    return out
+    return [Context(context_id(conv.conversation_id, t), conv.conversation_id, t, language, conv.category,
+                    conv.prompt_messages(t), turn.moss) for t, turn in enumerate(conv.turns)]
 
 
 class FeedbackStage:
@@ -344,7 +342,7 @@ class FeedbackStage:
             if conv.conversation_id in done:
                 continue
             turns = [Turn(t.human, t.moss, t.inner_thoughts, t.commands, t.results,
-                          tags.get(f"{conv.conversation_id}:t{i + 1}")) for i, t in enumerate(conv.turns)]
+                          tags.get(context_id(conv.conversation_id, i))) for i, t in enumerate(conv.turns)]
             tagged = Conversation(conv.conversation_id, conv.category, turns, conv.capabilities)
             self.store.add_conversation(tagged, language, prov | {"feedback": {"judge": self.judge_label,
                                                                               "tag_source": source}})

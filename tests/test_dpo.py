@@ -1,0 +1,63 @@
+"""DPO on feedback pairs: the prompt is the full MOSS context rebuilt from the tagged shards, the completion is
+exactly the reply, and a step runs on CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from moss_data.dialogue.shards import ShardStore
+from moss_data.feedback.stage import FeedbackRecipe, FeedbackStage
+from moss_data.formats import Capabilities, Command, Conversation, Turn
+from moss_train.dpo import DPORecipe, build_dpo_trainer, preference_rows, run_dpo
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = REPO / "data" / "models" / "smollm2-135m-instruct"
+
+
+def feedback_dir(tmp_path: Path) -> Path:
+    out = tmp_path / "feedback"
+    store = ShardStore(out)
+    store.add_conversation(Conversation("t1", "tool", [
+        Turn("What is 2+3?", "2 + 3 = 5.", "I should calculate.", [Command("Calculate", "2+3")],
+             "Calculate(\"2+3\") => '5'", quality=4)], Capabilities(calculator=True)), "en", {})
+    store.add_conversation(Conversation("w1", "writing", [Turn("Say hi.", "Hi!", quality=5),
+                                                          Turn("Again?", "Hi again!")]), "en", {})
+    store.flush()
+    stage = FeedbackStage(FeedbackRecipe(name="t", input_dir=tmp_path, output_dir=out))
+    reply = lambda text: [{"role": "assistant", "content": text}]  # noqa: E731
+    stage.write_pairs([
+        {"context_id": "t1:t1", "language": "en", "category": "tool", "split": "train", "prompt": [],
+         "chosen": reply("2 + 3 = 5."), "rejected": reply("It is 6."), "score_chosen": 5, "score_rejected": 1,
+         "provenance": "{}"},
+        {"context_id": "w1:t2", "language": "en", "category": "writing", "split": "train", "prompt": [],
+         "chosen": reply("Hi again!"), "rejected": reply("I'm sorry. I'm sorry. I'm sorry."), "score_chosen": 4,
+         "score_rejected": 1, "provenance": "{}"},
+    ])
+    return out
+
+
+def test_pairs_get_the_full_moss_context(tmp_path):
+    rows = preference_rows(feedback_dir(tmp_path))
+    tool, writing = rows
+    assert tool["prompt"][-1]["role"] == "tool" and tool["prompt"][-2]["tool_calls"][0]["function"]["name"] == "Calculate"
+    assert writing["prompt"][-1] == {"role": "user", "content": "Again?"}
+    assert writing["prompt"][-2]["quality"] == 5  # earlier tags stay in the context
+
+
+def test_dpo_tokenizes_the_moss_prompt_and_runs_a_step(tmp_path):
+    fb = feedback_dir(tmp_path)
+    recipe = DPORecipe(name="t", feedback_dir=fb, output_dir=tmp_path / "dpo", base_model=str(MODEL), max_steps=1,
+                       batch_size=2, max_length=768, report_to=[])
+    trainer = build_dpo_trainer(recipe)
+    tok = trainer.processing_class
+    first = trainer.train_dataset[0]
+    assert tok.decode(first["prompt_ids"]).endswith("Calculate(\"2+3\") => '5'<eor>\n<|MOSS|>:")
+    assert tok.decode(first["chosen_ids"]).startswith(" 2 + 3 = 5.<eom>")
+    assert tok.decode(first["rejected_ids"]).startswith(" It is 6.<eom>")
+    second = trainer.train_dataset[1]
+    assert tok.decode(second["prompt_ids"]).endswith("<|Human|>: Again?<eoh>\n<|Inner Thoughts|>:")
+    run_dpo(recipe)
+    summary = json.loads((tmp_path / "dpo" / "train_summary.json").read_text())
+    assert summary["steps"] == 1 and math.isfinite(summary["train_loss"])
