@@ -68,8 +68,9 @@ def test_one_sft_step_runs_and_saves(tmp_path):
 
     write_shards(tmp_path / "d")
     recipe = SFTRecipe(name="t", data=[tmp_path / "d"], output_dir=tmp_path / "out", base_model=str(MODEL),
-                       max_steps=1, batch_size=2, max_length=768, report_to=[])
+                       max_steps=1, batch_size=2, max_length=768, report_to=["tensorboard"])
     final = run_sft(recipe)
+    assert list((tmp_path / "out").rglob("events.out.tfevents.*"))  # TensorBoard logs
     summary = json.loads((tmp_path / "out" / "train_summary.json").read_text())
     assert summary["steps"] == 1 and math.isfinite(summary["train_loss"]) and summary["train_loss"] > 0
     tok = AutoTokenizer.from_pretrained(str(final))
