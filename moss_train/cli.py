@@ -1,4 +1,4 @@
-"""`moss-train`: the trainer backend's command line (issue 7: SFT and DPO so far)."""
+"""`moss-train`: the trainer backend's command line (issue 7: pretraining, SFT and DPO so far)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,21 @@ import typer
 from moss_data.cli import SetOpt, load_recipe_or_exit
 
 app = typer.Typer(help="MOSS toolkit trainer backend.", no_args_is_help=True, add_completion=False)
+
+
+@app.command()
+def pretrain(
+    recipe: Annotated[Path, typer.Argument(help="pretraining recipe YAML, e.g. recipes/train/pretrain_cpu.yaml")],
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option(help="continue from the last complete checkpoint in output_dir")] = False,
+):
+    """Pretrain (or continue) a causal LM on the corpus engine's token shards, documents packed without mixing."""
+    from moss_train.pretrain import PretrainRecipe, run_pretrain
+
+    cfg = load_recipe_or_exit(recipe, PretrainRecipe, set_)
+    summary = run_pretrain(cfg, resume=resume)
+    typer.echo(json.dumps({k: v for k, v in summary.items() if k != "losses"}, indent=2))
+    typer.echo(f"model: {cfg.output_dir / 'final'}")
 
 
 @app.command()

@@ -112,7 +112,8 @@ def test_cli_check_recipe_reports_bad_key(tmp_path):
 def test_just_list_documents_recipes():
     just = Path(sys.executable).parent / "just"  # rust-just installs the binary into the venv
     out = subprocess.run([str(just), "--list"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    for recipe in ("demo", "test", "sample", "corpus", "install", "dialogues", "feedback", "sft", "dpo", "bench-dedup",
+    for recipe in ("demo", "test", "sample", "corpus", "install", "dialogues", "feedback", "pretrain", "sft", "dpo",
+                   "bench-dedup",
                    "bench-dialogue"):
         assert recipe in out
     # every recipe has a doc comment
@@ -175,6 +176,11 @@ def test_moss_train_cli_and_shipped_train_recipes():
     shown = runner.invoke(train_app, ["show-template", "--loss-mask", "assistant"])
     assert shown.exit_code == 0 and "{% generation %}" in shown.output
     assert runner.invoke(train_app, ["dpo", "--help"]).exit_code == 0
+    assert runner.invoke(train_app, ["pretrain", "--help"]).exit_code == 0
+    from moss_train.pretrain import PretrainRecipe
+
+    for path in sorted((REPO / "recipes/train").glob("pretrain*.yaml")):
+        assert load_recipe(path, PretrainRecipe).block_size >= 8
     for path in sorted((REPO / "recipes/train").glob("sft*.yaml")):
         assert load_recipe(path, SFTRecipe).loss_mask in ("moss", "assistant")
     for path in sorted((REPO / "recipes/train").glob("dpo*.yaml")):
