@@ -57,6 +57,89 @@ def dpo(
     typer.echo(f"model: {final}")
 
 
+@app.command()
+def chat(
+    model: Annotated[Path | None, typer.Option(help="model folder (default: SmolLM2-135M-Instruct)")] = None,
+    tools: Annotated[str, typer.Option(help="enabled tools: calculator, equation_solver, web_search, text_to_image")]
+    = "calculator,equation_solver,web_search",
+    search_corpus: Annotated[Path, typer.Option(help="clean corpus shards the offline search indexes")]
+    = Path("data/sample/corpus/clean"),
+    quality: Annotated[int | None, typer.Option(help="quality tag to ask for (5 for a tag-trained model)")] = None,
+    message: Annotated[list[str] | None, typer.Option(help="scripted user message(s); none: interactive")] = None,
+    examples_from: Annotated[Path | None, typer.Option(help="shards folder whose tool traces seed the history "
+                                                             "(few-shot, for models not trained on MOSS data)")] = None,
+    examples: Annotated[int, typer.Option(help="how many tool traces to seed")] = 2,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+):
+    """Chat with a model in MOSS's format: streaming, tools run between the two passes, history trimmed."""
+    from moss_data.dialogue.backends import SamplingParams, TransformersBackend
+    from moss_data.dialogue.models import local_smollm2
+    from moss_data.formats import Capabilities
+    from moss_data.tools.chat_loop import MossChat
+    from moss_data.tools.registry import ToolRegistry
+    from moss_data.tools.search import SearchIndex
+
+    names = {t.strip() for t in tools.split(",") if t.strip()}
+    unknown = names - {"calculator", "equation_solver", "web_search", "text_to_image"}
+    if unknown:
+        raise typer.BadParameter(f"unknown tools {sorted(unknown)}")
+    caps = Capabilities(**{n: True for n in names})
+    index = SearchIndex.from_shards(search_corpus) if caps.web_search and search_corpus.exists() else None
+    backend = TransformersBackend(model or local_smollm2(), batch_size=1)
+    session = MossChat(backend, caps, ToolRegistry(caps, index),
+                       SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature), quality=quality)
+    if examples_from is not None:
+        from moss_train.data import conversation_rows
+        from moss_data.formats import Conversation
+
+        traces = [Conversation.from_messages(r["messages"], r["conversation_id"], r["category"])
+                  for r in conversation_rows([examples_from]) if r["category"] == "tool"]
+        session.history = [t for conv in traces[:examples] for t in conv.turns]
+
+    def show(segment: str, text: str) -> None:
+        color = {"thoughts": typer.colors.BRIGHT_BLACK, "results": typer.colors.CYAN}.get(segment)
+        typer.secho(text, nl=False, fg=color)
+        if segment == "results":
+            typer.echo()
+
+    def turn(text: str) -> dict:
+        typer.secho("MOSS (thinking):", fg=typer.colors.BRIGHT_BLACK, nl=False)
+        out = session.send(text, on_text=show)
+        typer.echo()
+        return {"human": text, "commands": [c.render() for c in out.turn.commands], "results": out.turn.results,
+                "reply": out.turn.moss, "problems": out.problems}
+
+    if message:
+        log = [turn(m) for m in message]
+        typer.echo(json.dumps(log, indent=2, ensure_ascii=False))
+        return
+    typer.echo("Type a message (empty line or Ctrl-D to quit).")
+    while True:
+        try:
+            text = input("you> ").strip()
+        except EOFError:
+            break
+        if not text:
+            break
+        turn(text)
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[Path, typer.Option(help="model folder (an SFT/DPO output)")],
+    data: Annotated[list[Path], typer.Option(help="dialogue/feedback output folder(s) held out from training")],
+    loss_mask: Annotated[str, typer.Option(help="moss or assistant")] = "moss",
+    max_conversations: int = 200,
+):
+    """Held-out loss per category and tool-call accuracy of a model."""
+    from moss_train.evaluate import evaluate
+
+    if loss_mask not in ("moss", "assistant"):
+        raise typer.BadParameter("loss mask is moss or assistant")
+    typer.echo(json.dumps(evaluate(model, data, loss_mask, max_conversations), indent=2))  # type: ignore[arg-type]
+
+
 @app.command("show-template")
 def show_template(loss_mask: Annotated[str, typer.Option(help="moss or assistant")] = "moss"):
     """Print the MOSS chat template (Jinja) for a loss mask."""

@@ -95,6 +95,19 @@ class TransformersBackend:
         self.model.eval()
         self._torch = torch
 
+    @classmethod
+    def from_loaded(cls, model, tokenizer, name: str, batch_size: int = 8) -> "TransformersBackend":
+        """A backend over a model and tokenizer already in memory (evaluation right after loading or training)."""
+        import torch
+
+        self = cls.__new__(cls)
+        self.name, self.batch_size, self.model, self._torch = f"transformers:{name}", batch_size, model.eval(), torch
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        return self
+
     def chat(self, conversations: list[list[dict]], params: SamplingParams) -> list[Generation]:
         return self.complete([self.render(c) for c in conversations], params)
 
@@ -124,6 +137,45 @@ class TransformersBackend:
             probs = torch.softmax(logits[:, ids].float(), dim=-1)
             out += [dict(zip(choices, row.tolist())) for row in probs]
         return out
+
+    def stream(self, prompt: str, params: SamplingParams, on_text) -> Generation:
+        """One plain-text completion, its text handed to ``on_text`` piece by piece as it is generated (a chat
+        CLI shows it live); returns the whole generation, cut at a stop string like ``complete``."""
+        import threading
+
+        from transformers import TextIteratorStreamer
+
+        torch = self._torch
+        enc = self.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=False)
+        sampled = params.temperature > 0
+        kwargs = dict(**enc, max_new_tokens=params.max_new_tokens, do_sample=sampled,
+                      temperature=params.temperature if sampled else None, top_p=params.top_p if sampled else None,
+                      repetition_penalty=params.repetition_penalty, pad_token_id=self.tokenizer.pad_token_id,
+                      stop_strings=params.stop or None, tokenizer=self.tokenizer, streamer=streamer,
+                      return_dict_in_generate=True)
+        torch.manual_seed(params.seed)
+        result = {}
+        worker = threading.Thread(target=lambda: result.update(out=self.model.generate(**kwargs)))
+        worker.start()
+        shown = ""
+        for piece in streamer:
+            text, stopped = cut_at_stop(shown + piece, params.stop)
+            eos = self.tokenizer.eos_token or ""
+            text = text.split(eos)[0] if eos and eos in text else text
+            if len(text) > len(shown):
+                on_text(text[len(shown):])
+                shown = text
+            if stopped:
+                break
+        worker.join()
+        new = result["out"].sequences[0, enc["input_ids"].shape[1]:].tolist()
+        ended = self.tokenizer.eos_token_id in new
+        if ended:
+            new = new[: new.index(self.tokenizer.eos_token_id)]
+        text, stopped = cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=not params.stop), params.stop)
+        return Generation(text=text, finish_reason="stop" if ended or stopped else "length",
+                          prompt_tokens=int(enc["input_ids"].shape[1]), completion_tokens=len(new))
 
     def render(self, conversation: list[dict]) -> str:
         """The chat template applied (continuing a prefilled assistant message), as plain text."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from moss_data.dialogue.backends import Backend, SamplingParams
+from moss_data.dialogue.backends import Backend, Generation, SamplingParams
 from moss_data.formats import (Capabilities, CommandSyntaxError, Turn, meta_instruction, parse_commands,
                                quality_tag)
 from moss_data.tools.registry import ToolRegistry, TurnResults
@@ -75,11 +75,20 @@ class MossChat:
             turns.pop(0)
         return self.meta + "".join(t.serialize() for t in turns) + tail
 
+    def _generate(self, prompt: str, stop: list[str], segment: str, on_text) -> Generation:
+        params = self.params.model_copy(update={"stop": stop})
+        if on_text is not None and hasattr(self.backend, "stream"):  # live text for a CLI
+            return self.backend.stream(prompt, params, lambda piece: on_text(segment, piece))
+        gen = self.backend.complete([prompt], params)[0]
+        if on_text is not None:
+            on_text(segment, gen.text)
+        return gen
+
     def send(self, human: str, on_text: Callable[[str, str], None] | None = None) -> ChatTurn:
-        """One turn. ``on_text(segment, text)`` sees each pass's text as it is produced (segment: "thoughts",
-        "results", "reply"), for a CLI to show."""
+        """One turn. ``on_text(segment, text)`` sees the text as it is produced (segment: "thoughts", "results",
+        "reply"; streamed piece by piece where the backend can), for a CLI to show."""
         prompt = self.prompt(human)
-        first = self.backend.complete([prompt], self.params.model_copy(update={"stop": ["<eoc>", "<|Human|>"]}))[0]
+        first = self._generate(prompt, ["<eoc>", "<|Human|>"], "thoughts", on_text)
         thought, commands_text, problems = split_first_pass(first.text)
         if problems:
             forced = self.backend.complete([prompt + f" {thought}<eot>\n<|Commands|>:"],
@@ -95,16 +104,13 @@ class MossChat:
             problems.append(f"command did not parse: {e}")
             commands, results = [], TurnResults("None")
         if on_text:
-            on_text("thoughts", first.text)
             on_text("results", results.text)
         partial = Turn(human, "", thought, commands, results.text).segments()
         second_prompt = (prompt + f" {thought}<eot>\n" + partial["Commands"] + partial["Tool Responses"] + "<|MOSS|>:"
                          + f" {quality_tag(self.quality)}".rstrip())
-        second = self.backend.complete([second_prompt], self.params.model_copy(update={"stop": ["<eom>", "<|Human|>"]}))[0]
+        second = self._generate(second_prompt, ["<eom>", "<|Human|>"], "reply", on_text)
         if second.finish_reason == "length":
             problems.append("pass 2 hit max_new_tokens before <eom>")
-        if on_text:
-            on_text("reply", second.text)
         turn = Turn(human, second.text.strip(), thought, commands, results.text, self.quality)
         self.history.append(turn)
         return ChatTurn(turn, problems, results)
