@@ -21,10 +21,9 @@ sample:
 corpus recipe="recipes/corpus/sample.yaml":
     moss-data corpus {{recipe}}
 
-# the main job on the embedded default: sample corpus -> clean, routed shards + report
+# the whole chain on the embedded default (~20 min, 2-core CPU): corpus, pretrain, dialogues, feedback, SFT, DPO, chat
 demo: sample
-    moss-data corpus recipes/corpus/sample.yaml
-    @echo "outputs in data/sample/corpus: clean/ dedup/ tokens/ mix/ ; reports: report/report.md, report/data_report.md"
+    python -m moss_train.demo
 
 # validate a recipe and print it with defaults filled in
 check-recipe recipe:

@@ -108,3 +108,30 @@ def test_the_loop_asks_for_the_quality_tag_it_is_given():
     out = chat.send("Hi")
     assert backend.prompts[1].endswith("<|Results|>: None<eor>\n<|MOSS|>: <quality:5>")
     assert out.turn.quality == 5 and out.turn.serialize().endswith("<|MOSS|>: <quality:5> Hello!<eom>\n")
+
+
+def test_moss_train_chat_scripted_turn_calls_the_calculator(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from moss_data.dialogue.shards import ShardStore
+    from moss_data.formats import Conversation
+    from moss_train.cli import app
+
+    store = ShardStore(tmp_path / "shards")  # two real calculator traces seed the history (few-shot)
+    registry = ToolRegistry(Capabilities(calculator=True))
+    for i, (question, expression, reply) in enumerate([("What is 12 plus 30?", "12+30", "12 + 30 = 42."),
+                                                       ("How much is 7 times 9?", "7*9", "7 × 9 = 63.")]):
+        command = f'Calculate("{expression}")'
+        turn = Turn(question, reply, "The user wants a calculation; I use the calculator.", parse_commands(command),
+                    registry.execute(command).text)
+        store.add_conversation(Conversation(f"t{i}", "tool", [turn], Capabilities(calculator=True)), "en", {})
+    store.flush()
+    result = CliRunner().invoke(app, ["chat", "--model", str(REPO / "data" / "models" / "smollm2-135m-instruct"),
+                                      "--tools", "calculator", "--examples-from", str(tmp_path / "shards"),
+                                      "--message", "What is 36 times 24?", "--max-new-tokens", "48"])
+    assert result.exit_code == 0, result.output
+    log = json.loads(result.output[result.output.index("[\n"):])
+    assert log[0]["commands"] and log[0]["commands"][0].startswith("Calculate(")
+    assert log[0]["results"].startswith(log[0]["commands"][0] + " =>")  # the executor really ran it
