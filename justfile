@@ -70,6 +70,10 @@ sft recipe="recipes/train/sft_tiny_cpu.yaml":
 dpo recipe="recipes/train/dpo_tiny_cpu.yaml":
     moss-train dpo {{recipe}}
 
+# multi-GPU sft/dpo with accelerate + DeepSpeed ZeRO (zero2 or zero3; GPU machines with the gpu extra)
+train-gpu task recipe zero="zero2":
+    accelerate launch --config_file recipes/train/accelerate/{{zero}}_1node.yaml -m moss_train.cli {{task}} {{recipe}}
+
 # dialogue pipeline overhead vs the raw backend, and a GPU-hour projection for 1.1M conversations
 bench-dialogue:
     python -m moss_data.bench.dialogue --out data/bench
