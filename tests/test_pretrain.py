@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from moss_train.pretrain import Block, PretrainRecipe, collate, pack, run_pretrain
+from moss_train.pretrain import PretrainRecipe, collate, pack, run_pretrain
 
 
 def test_packing_keeps_documents_whole_and_in_order():
