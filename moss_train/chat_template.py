@@ -64,3 +64,18 @@ def moss_chat_template(loss_mask: LossMask = "moss") -> str:
         "{% if messages[-1].role == 'tool' %}<|MOSS|>:{% else %}<|Inner Thoughts|>:{% endif %}"
         "{% endif %}"
     )
+
+
+def trained_spans(tokenizer, ids: list[int], mask: list[int]) -> list[str]:
+    """The text of each stretch of tokens that carries loss (mask 1, or a label that is not -100), in order: what
+    to read when checking a loss mask."""
+    spans, current = [], []
+    for token, on in zip(ids, mask):
+        if on:
+            current.append(token)
+        elif current:
+            spans.append(tokenizer.decode(current))
+            current = []
+    if current:
+        spans.append(tokenizer.decode(current))
+    return spans

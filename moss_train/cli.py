@@ -13,6 +13,11 @@ from moss_data.cli import SetOpt, load_recipe_or_exit
 app = typer.Typer(help="MOSS toolkit trainer backend.", no_args_is_help=True, add_completion=False)
 
 
+def _print_run(output_dir: Path, final: Path) -> None:
+    typer.echo(json.dumps(json.loads((output_dir / "train_summary.json").read_text()), indent=2))
+    typer.echo(f"model: {final}")
+
+
 @app.command()
 def pretrain(
     recipe: Annotated[Path, typer.Argument(help="pretraining recipe YAML, e.g. recipes/train/pretrain_cpu.yaml")],
@@ -38,9 +43,7 @@ def sft(
     from moss_train.sft import SFTRecipe, run_sft
 
     cfg = load_recipe_or_exit(recipe, SFTRecipe, set_)
-    final = run_sft(cfg, resume=resume)
-    typer.echo(json.dumps(json.loads((cfg.output_dir / "train_summary.json").read_text()), indent=2))
-    typer.echo(f"model: {final}")
+    _print_run(cfg.output_dir, run_sft(cfg, resume=resume))
 
 
 @app.command()
@@ -52,9 +55,7 @@ def dpo(
     from moss_train.dpo import DPORecipe, run_dpo
 
     cfg = load_recipe_or_exit(recipe, DPORecipe, set_)
-    final = run_dpo(cfg)
-    typer.echo(json.dumps(json.loads((cfg.output_dir / "train_summary.json").read_text()), indent=2))
-    typer.echo(f"model: {final}")
+    _print_run(cfg.output_dir, run_dpo(cfg))
 
 
 @app.command()

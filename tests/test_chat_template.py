@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from moss_data.formats import SPECIAL_TOKENS, Capabilities, Command, Conversation, Turn, meta_instruction
-from moss_train.chat_template import moss_chat_template
+from moss_train.chat_template import moss_chat_template, trained_spans
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,17 +48,7 @@ def trained_text(tokenizer, loss_mask: str) -> str:
                                         return_assistant_tokens_mask=True)
     ids, mask = out["input_ids"], out["assistant_masks"]
     assert len(ids) == len(mask)
-    # the trained tokens, with a "|" wherever an untrained stretch was cut out
-    pieces, current = [], []
-    for token, on in zip(ids, mask):
-        if on:
-            current.append(token)
-        elif current:
-            pieces.append(tokenizer.decode(current))
-            current = []
-    if current:
-        pieces.append(tokenizer.decode(current))
-    return "|".join(pieces)
+    return "|".join(trained_spans(tokenizer, ids, mask))  # a "|" wherever an untrained stretch was cut out
 
 
 def test_assistant_mask_trains_only_what_the_model_writes(tokenizer):

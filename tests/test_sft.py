@@ -9,6 +9,7 @@ import pytest
 
 from moss_data.dialogue.shards import ShardStore
 from moss_data.formats import Capabilities, Command, Conversation, Turn
+from moss_train.chat_template import trained_spans
 from moss_train.sft import SFTRecipe, build_sft_trainer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,17 +46,8 @@ def test_trainer_labels_carry_exactly_the_masked_spans(tmp_path, loss_mask, gold
     for i, cid in enumerate(["t1", "w1"]):  # shard order
         batch = trainer.data_collator([trainer.train_dataset[i]])
         ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
-        spans, current = [], []
-        for token, label in zip(ids, labels):
-            if label != -100:
-                assert label == token
-                current.append(token)
-            elif current:
-                spans.append(tok.decode(current))
-                current = []
-        if current:
-            spans.append(tok.decode(current))
-        assert spans == golden[cid]
+        assert all(label in (-100, token) for token, label in zip(ids, labels))
+        assert trained_spans(tok, ids, [label != -100 for label in labels]) == golden[cid]
 
 
 def test_one_sft_step_runs_and_saves(tmp_path):
