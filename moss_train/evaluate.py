@@ -42,7 +42,7 @@ def conversation_losses(model, tokenizer, conversations: list[Conversation]) -> 
 
 def tool_call_accuracy(backend, conversations: list[Conversation], max_new_tokens: int = 64) -> dict:
     from moss_data.dialogue.backends import SamplingParams
-    from moss_data.tools.chat_loop import MossChat, split_first_pass
+    from moss_data.tools.chat_loop import MossChat
 
     right = parsed = total = 0
     for conv in conversations:
@@ -53,13 +53,7 @@ def tool_call_accuracy(backend, conversations: list[Conversation], max_new_token
             chat = MossChat(backend, conv.capabilities, params=SamplingParams(max_new_tokens=max_new_tokens,
                                                                                 temperature=0))
             chat.history = conv.turns[:t]
-            prompt = chat.prompt(turn.human)
-            first = backend.complete([prompt], chat.params.model_copy(update={"stop": ["<eoc>", "<|Human|>"]}))[0]
-            thought, commands_text, problems = split_first_pass(first.text)
-            if problems:
-                forced = backend.complete([prompt + f" {thought}<eot>\n<|Commands|>:"],
-                                          chat.params.model_copy(update={"stop": ["<eoc>", "\n"]}))[0]
-                commands_text = forced.text.strip() or "None"
+            _, commands_text, _ = chat.first_pass(chat.prompt(turn.human))
             try:
                 commands = parse_commands(commands_text)
             except CommandSyntaxError:

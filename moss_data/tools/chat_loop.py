@@ -84,10 +84,8 @@ class MossChat:
             on_text(segment, gen.text)
         return gen
 
-    def send(self, human: str, on_text: Callable[[str, str], None] | None = None) -> ChatTurn:
-        """One turn. ``on_text(segment, text)`` sees the text as it is produced (segment: "thoughts", "results",
-        "reply"; streamed piece by piece where the backend can), for a CLI to show."""
-        prompt = self.prompt(human)
+    def first_pass(self, prompt: str, on_text=None) -> tuple[str, str, list[str]]:
+        """Pass 1 on a prompt from :meth:`prompt`: (inner thought, commands text, problems)."""
         first = self._generate(prompt, ["<eoc>", "<|Human|>"], "thoughts", on_text)
         thought, commands_text, problems = split_first_pass(first.text)
         if problems:
@@ -97,6 +95,13 @@ class MossChat:
             problems.append("wrote the <|Commands|> marker for the model")
         elif first.finish_reason == "length":
             problems.append("pass 1 hit max_new_tokens before <eoc>")
+        return thought, commands_text, problems
+
+    def send(self, human: str, on_text: Callable[[str, str], None] | None = None) -> ChatTurn:
+        """One turn. ``on_text(segment, text)`` sees the text as it is produced (segment: "thoughts", "results",
+        "reply"; streamed piece by piece where the backend can), for a CLI to show."""
+        prompt = self.prompt(human)
+        thought, commands_text, problems = self.first_pass(prompt, on_text)
         try:
             commands = parse_commands(commands_text, max_commands=self.registry.max_calls)
             results = self.registry.execute(commands_text) if commands else TurnResults("None")
