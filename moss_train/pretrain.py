@@ -14,7 +14,7 @@ The share of non-pad tokens (packing efficiency) is reported. The model is a sma
 
 Checkpoints (``checkpoints/step_<n>``, written to a temporary folder and renamed when complete) hold the model, the
 optimizer, the scheduler, the step and the data position (blocks consumed), so ``--resume`` continues exactly: the
-test checks that 2 + 2 resumed steps give the same weights as 4 steps in one go. Loss, learning rate and tokens go
+test checks that 6 + 6 resumed steps give the same weights as 12 steps in one go. Loss, learning rate and tokens go
 to TensorBoard (``tb/``) and ``train_summary.json``.
 """
 

@@ -44,14 +44,15 @@ def test_a_packed_block_computes_each_document_as_if_alone():
 def test_pretrain_resumes_exactly_and_the_loss_falls(sample_run, tmp_path):
     corpus = sample_run.output_dir
     recipe = PretrainRecipe(name="t", corpus_dir=corpus, output_dir=tmp_path / "a", block_size=128, batch_size=4,
-                            max_steps=6, save_steps=3, learning_rate=1e-2)
+                            max_steps=12, save_steps=6, learning_rate=1e-2)
     summary = run_pretrain(recipe)
-    assert summary["steps"] == 6 and summary["last_loss"] < summary["first_loss"] - 0.5
+    # 12 steps: ~9.0 -> ~6.8 in trials with three seeds (6 steps were too few to be sure of a margin)
+    assert summary["steps"] == 12 and summary["last_loss"] < summary["first_loss"] - 1.0
     assert 0.5 < summary["packing_efficiency"] <= 1.0
     assert list((tmp_path / "a" / "tb").glob("events.out.tfevents.*"))
-    # a run killed after step 3: its last complete checkpoint is step_3; resume and finish
+    # a run killed after step 6: its last complete checkpoint is step_6; resume and finish
     shutil.copytree(tmp_path / "a", tmp_path / "b")
-    shutil.rmtree(tmp_path / "b" / "checkpoints" / "step_6")
+    shutil.rmtree(tmp_path / "b" / "checkpoints" / "step_12")
     shutil.rmtree(tmp_path / "b" / "final")
     resumed = run_pretrain(recipe.model_copy(update={"output_dir": tmp_path / "b"}), resume=True)
     assert resumed["losses"] == summary["losses"]
