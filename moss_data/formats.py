@@ -226,6 +226,20 @@ def turn_from_segments(segments: dict[str, str]) -> Turn:
     )
 
 
+def response_id(conversation_id: str, turn_index: int) -> str:
+    """The id of one response (turn ``turn_index``, 0-based): ``<conversation_id>:t<n>``, n from 1. The feedback
+    stage keys judgements, pairs and tags by it; the trainer finds the response's context by it."""
+    return f"{conversation_id}:t{turn_index + 1}"
+
+
+def parse_response_id(rid: str) -> tuple[str, int]:
+    """``<conversation_id>:t<n>`` -> (conversation_id, 0-based turn index)."""
+    conversation_id, _, turn = rid.rpartition(":t")
+    if not conversation_id or not turn.isdigit() or int(turn) < 1:
+        raise FormatError(f"not a response id (<conversation_id>:t<n>): {rid!r}")
+    return conversation_id, int(turn) - 1
+
+
 @dataclass
 class Conversation:
     conversation_id: str

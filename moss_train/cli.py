@@ -91,11 +91,9 @@ def chat(
     session = MossChat(backend, caps, ToolRegistry(caps, index),
                        SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature), quality=quality)
     if examples_from is not None:
-        from moss_train.data import conversation_rows
-        from moss_data.formats import Conversation
+        from moss_train.data import load_conversations
 
-        traces = [Conversation.from_messages(r["messages"], r["conversation_id"], r["category"])
-                  for r in conversation_rows([examples_from]) if r["category"] == "tool"]
+        traces = [conv for conv in load_conversations([examples_from]) if conv.category == "tool"]
         session.history = [t for conv in traces[:examples] for t in conv.turns]
 
     def show(segment: str, text: str) -> None:

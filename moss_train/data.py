@@ -5,29 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
-import pyarrow.parquet as pq
-
+from moss_data.dialogue.shards import read_conversations
 from moss_data.formats import SPECIAL_TOKENS, Conversation
 from moss_train.chat_template import LossMask, moss_chat_template
 
 
+def load_conversations(folders: list[Path]) -> list[Conversation]:
+    """Every kept conversation of the given stage outputs (dialogue or feedback folders), in shard order."""
+    return [conv for folder in folders for conv, _, _ in read_conversations(Path(folder))]
+
+
 def conversation_rows(folders: list[Path]) -> list[dict]:
-    """Every kept conversation of the given stage outputs (their ``manifest.json`` lists the shards), as
-    ``{"messages": [...], "conversation_id", "category"}``: the messages view built from the MOSS record, so
-    thoughts, tool calls, results and quality tags all reach the template."""
-    rows = []
-    for folder in map(Path, folders):
-        manifest_path = folder / "manifest.json"
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"{folder}: no manifest.json; point the recipe at a dialogue or feedback "
-                                    "output folder (run `just dialogues` / `just feedback` first)")
-        for shard in orjson.loads(manifest_path.read_bytes())["shards"]:
-            for record in pq.read_table(folder / shard["file"], columns=["moss_record"]).column(0).to_pylist():
-                conv = Conversation.from_record(orjson.loads(record))
-                rows.append({"messages": conv.to_messages(), "conversation_id": conv.conversation_id,
-                             "category": conv.category})
-    return rows
+    """The conversations as ``{"messages": [...], "conversation_id", "category"}``: the messages view built from
+    the MOSS record, so thoughts, tool calls, results and quality tags all reach the template."""
+    return [{"messages": conv.to_messages(), "conversation_id": conv.conversation_id, "category": conv.category}
+            for conv in load_conversations(folders)]
 
 
 def moss_tokenizer(model_dir: Path, loss_mask: LossMask = "moss"):

@@ -11,13 +11,13 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import orjson
 import pyarrow.parquet as pq
 from loguru import logger
 from pydantic import Field
 
-from moss_data.formats import Conversation
+from moss_data.formats import parse_response_id
 from moss_data.recipe import StrictModel
+from moss_train.data import load_conversations
 
 
 class DPORecipe(StrictModel):
@@ -39,20 +39,15 @@ class DPORecipe(StrictModel):
 
 def preference_rows(feedback_dir: Path, split: str = "train") -> list[dict]:
     """TRL conversational preference rows: full MOSS prompt messages, chosen and rejected replies."""
-    conversations: dict[str, Conversation] = {}
-    manifest = orjson.loads((feedback_dir / "manifest.json").read_bytes())
-    for shard in manifest["shards"]:
-        for record in pq.read_table(feedback_dir / shard["file"], columns=["moss_record"]).column(0).to_pylist():
-            conv = Conversation.from_record(orjson.loads(record))
-            conversations[conv.conversation_id] = conv
+    conversations = {conv.conversation_id: conv for conv in load_conversations([feedback_dir])}
     rows, missing = [], 0
     for pair in pq.read_table(feedback_dir / "pairs" / f"{split}.parquet").to_pylist():
-        conversation_id, turn = pair["context_id"].rsplit(":t", 1)
+        conversation_id, turn_index = parse_response_id(pair["context_id"])
         conv = conversations.get(conversation_id)
         if conv is None:
             missing += 1
             continue
-        rows.append({"prompt": conv.prompt_messages(int(turn) - 1), "chosen": pair["chosen"],
+        rows.append({"prompt": conv.prompt_messages(turn_index), "chosen": pair["chosen"],
                      "rejected": pair["rejected"]})
     if missing:
         logger.warning(f"dpo: {missing} pairs name conversations not in {feedback_dir}/shards; left out")

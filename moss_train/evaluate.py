@@ -70,10 +70,9 @@ def evaluate(model_dir: Path, data: list[Path], loss_mask: LossMask = "moss", ma
     from transformers import AutoModelForCausalLM
 
     from moss_data.dialogue.backends import TransformersBackend
-    from moss_train.data import conversation_rows, moss_tokenizer
+    from moss_train.data import load_conversations, moss_tokenizer
 
-    rows = conversation_rows(data)[:max_conversations]
-    conversations = [Conversation.from_messages(r["messages"], r["conversation_id"], r["category"]) for r in rows]
+    conversations = load_conversations(data)[:max_conversations]
     tokenizer, added = moss_tokenizer(model_dir, loss_mask)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     if added:  # a model never trained with MOSS's tokens: they get fresh embedding rows (its loss on them is high)

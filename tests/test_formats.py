@@ -127,3 +127,13 @@ def test_malformed_records_raise():
     with pytest.raises(FormatError, match="lacks"):
         Conversation.from_record({"conversation_id": "x", "num_turns": 2, "chat": {"turn_1": good}, "category": "c",
                                   "meta_instruction": meta_instruction()})
+
+
+def test_response_ids_round_trip():
+    from moss_data.formats import FormatError, parse_response_id, response_id
+
+    assert response_id("en-writing:000001", 0) == "en-writing:000001:t1"
+    assert parse_response_id(response_id("tool-en-calculate:t9", 4)) == ("tool-en-calculate:t9", 4)
+    for bad in ("no-turn", "c:t0", "c:tx", ":t3"):
+        with pytest.raises(FormatError):
+            parse_response_id(bad)

@@ -43,6 +43,21 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 
+def read_conversations(folder: Path) -> list[tuple[Conversation, str, dict]]:
+    """(conversation, language, provenance) of every kept conversation of a stage output folder (dialogue or
+    feedback), in shard order, from the shards its manifest lists."""
+    manifest_path = Path(folder) / "manifest.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{folder}: no manifest.json; point at a dialogue or feedback output folder "
+                                "(run `just dialogues` / `just feedback` first)")
+    out = []
+    for shard in orjson.loads(manifest_path.read_bytes())["shards"]:
+        table = pq.read_table(Path(folder) / shard["file"], columns=["moss_record", "language", "provenance"])
+        for record, language, prov in zip(*(table.column(c).to_pylist() for c in table.column_names)):
+            out.append((Conversation.from_record(orjson.loads(record)), language, orjson.loads(prov)))
+    return out
+
+
 class ShardStore:
     def __init__(self, out: Path, rows_per_shard: int = 500):
         self.out = Path(out)

@@ -38,12 +38,12 @@ from tqdm import tqdm
 
 from moss_data.dialogue.backends import BackendConfig, SamplingParams, build_backend
 from moss_data.dialogue.conversation import check_output
-from moss_data.dialogue.shards import ShardStore
+from moss_data.dialogue.shards import ShardStore, read_conversations
 from moss_data.feedback.cache import JsonlCache
 from moss_data.feedback.judge import Judge
 from moss_data.feedback.reward import RewardModelConfig, without_tool_roles
 from moss_data.feedback.rubric import ASPECTS
-from moss_data.formats import QUALITY_LEVELS, Conversation, Turn
+from moss_data.formats import QUALITY_LEVELS, Conversation, Turn, response_id
 from moss_data.recipe import StrictModel
 
 
@@ -84,23 +84,8 @@ def _hash(text: str) -> int:
     return xxhash.xxh3_64_intdigest(text)
 
 
-def load_conversations(input_dir: Path) -> list[tuple[Conversation, str, dict]]:
-    """(conversation, language, provenance) of every kept conversation, in shard order."""
-    manifest = orjson.loads((input_dir / "manifest.json").read_bytes())
-    out = []
-    for s in manifest["shards"]:
-        table = pq.read_table(input_dir / s["file"], columns=["moss_record", "language", "provenance"])
-        for record, language, prov in zip(*(table.column(c).to_pylist() for c in table.column_names)):
-            out.append((Conversation.from_record(orjson.loads(record)), language, orjson.loads(prov)))
-    return out
-
-
-def context_id(conversation_id: str, turn_index: int) -> str:
-    return f"{conversation_id}:t{turn_index + 1}"
-
-
 def contexts_of(conv: Conversation, language: str) -> list[Context]:
-    return [Context(context_id(conv.conversation_id, t), conv.conversation_id, t, language, conv.category,
+    return [Context(response_id(conv.conversation_id, t), conv.conversation_id, t, language, conv.category,
                     conv.prompt_messages(t), turn.moss) for t, turn in enumerate(conv.turns)]
 
 
@@ -208,7 +193,7 @@ class FeedbackStage:
     # ---------------------------------------------------------------- the run
 
     def run(self) -> dict:
-        conversations = load_conversations(self.r.input_dir)
+        conversations = read_conversations(self.r.input_dir)
         contexts = [ctx for conv, lang, _ in conversations for ctx in contexts_of(conv, lang)]
         logger.info(f"feedback: {len(conversations)} conversations, {len(contexts)} responses to judge")
         by_context = self.make_candidates(contexts)
@@ -342,7 +327,7 @@ class FeedbackStage:
             if conv.conversation_id in done:
                 continue
             turns = [Turn(t.human, t.moss, t.inner_thoughts, t.commands, t.results,
-                          tags.get(context_id(conv.conversation_id, i))) for i, t in enumerate(conv.turns)]
+                          tags.get(response_id(conv.conversation_id, i))) for i, t in enumerate(conv.turns)]
             tagged = Conversation(conv.conversation_id, conv.category, turns, conv.capabilities)
             self.store.add_conversation(tagged, language, prov | {"feedback": {"judge": self.judge_label,
                                                                               "tag_source": source}})
