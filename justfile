@@ -9,8 +9,8 @@ export PATH := venv + ":" + env_var("PATH")
 default:
     @just --list
 
-# install everything into ./.venv (idempotent; extras: cpu,dev here, gpu,dev on a GPU machine)
-install extras="cpu,dev":
+# install everything into ./.venv (idempotent; extras: cpu,dev,ray here, gpu,dev,ray on a GPU machine)
+install extras="cpu,dev,ray":
     bash scripts/install.sh {{extras}}
 
 # build the sample corpus (Debian docs in English and Chinese, this Python's library as code) under data/sample
@@ -23,7 +23,7 @@ corpus recipe="recipes/corpus/sample.yaml":
 
 # the whole chain on the embedded default (~20 min, 2-core CPU): corpus, pretrain, dialogues, feedback, SFT, DPO, chat
 demo: sample
-    python -m moss_train.demo
+    python -m moss_demo.demo
 
 # validate a recipe and print it with defaults filled in
 check-recipe recipe:

@@ -4,43 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from moss_data.recipe import RecipeError, load_recipe
+from moss_data.cli_common import SetOpt, load_recipe_or_exit
 
 app = typer.Typer(help="MOSS toolkit data engine.", no_args_is_help=True, add_completion=False)
 
 RecipeArg = Annotated[Path, typer.Argument(help="corpus recipe YAML, e.g. recipes/corpus/sample.yaml")]
-SetOpt = Annotated[
-    Optional[list[str]], typer.Option("--set", help="override a recipe key: --set executor.tasks=4 (value as YAML)")
-]
-
-
-def _overrides(pairs: list[str] | None) -> dict:
-    import yaml
-
-    out = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise typer.BadParameter(f"--set takes key=value, got {pair!r}")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
-def load_recipe_or_exit(path: Path, model, sets: list[str] | None):
-    """The recipe as its validated config, or the error's message (naming the key path) and exit code 2."""
-    try:
-        return load_recipe(path, model, _overrides(sets))
-    except RecipeError as e:
-        typer.secho(str(e), fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
 
 
 def _load_corpus_recipe(path: Path, sets: list[str] | None):
-    from moss_data.corpus.config import CorpusRecipe
+    from moss_data.chain.recipe import CorpusRecipe
 
     return load_recipe_or_exit(path, CorpusRecipe, sets)
 
@@ -52,20 +28,20 @@ def sample(
     force: Annotated[bool, typer.Option(help="rebuild even if complete")] = False,
 ):
     """Build the sample corpus from Debian documentation packages and this interpreter's library."""
-    from moss_data.corpus.sample import SampleCorpusError, build_sample_corpus
+    from moss_data.corpus.sample import SampleCorpusError, build_sample_corpus, sample_counts
 
     try:
         raw = build_sample_corpus(out, pages_per_language=pages, force=force)
     except SampleCorpusError as e:
         typer.secho(str(e), fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
-    typer.echo(f"sample corpus: {raw} {(raw / '.complete').read_text()}")
+    typer.echo(f"sample corpus: {raw} {sample_counts(raw)}")
 
 
 @app.command()
 def corpus(recipe: RecipeArg, set_: SetOpt = None):
     """Run a corpus recipe: clean -> dedup -> token shards -> mix, with reports (re-running resumes)."""
-    from moss_data.corpus.pipeline import run_corpus
+    from moss_data.chain.run import run_corpus
 
     cfg = _load_corpus_recipe(recipe, set_)
     report = run_corpus(cfg)
@@ -79,7 +55,8 @@ def corpus_report(recipe: RecipeArg, set_: SetOpt = None):
     """(Re)write the merged stats and report of a corpus run, e.g. after Slurm jobs finished."""
     from moss_data.corpus.report import write_report
 
-    report = write_report(_load_corpus_recipe(recipe, set_))
+    cfg = _load_corpus_recipe(recipe, set_)
+    report = write_report(cfg, cfg.output_dir, cfg.name)
     typer.echo((report / "report.md").read_text(encoding="utf-8"))
 
 
@@ -97,11 +74,12 @@ def dialogues(
 ):
     """Generate conversations: seeds -> self-instruct -> multi-turn dialogues -> parquet shards (resumable)."""
     from moss_data.dialogue.stage import DialogueRecipe, run_dialogues
+    from moss_data.io.conversations import quarantine_dir, shards_dir
 
     cfg = load_recipe_or_exit(recipe, DialogueRecipe, set_)
     summary = run_dialogues(cfg)
     typer.echo(json.dumps(summary, indent=2))
-    typer.echo(f"shards: {cfg.output_dir / 'shards'} ; quarantine: {cfg.output_dir / 'quarantine'}")
+    typer.echo(f"shards: {shards_dir(cfg.output_dir)} ; quarantine: {quarantine_dir(cfg.output_dir)}")
 
 
 @app.command()
@@ -111,15 +89,17 @@ def feedback(
 ):
     """AI feedback: judge candidates, build preference pairs, train a reward model, write quality-tagged shards."""
     from moss_data.feedback.stage import FeedbackRecipe, run_feedback
+    from moss_data.io.conversations import manifest_path, shards_dir
+    from moss_data.io.pairs import pairs_path
 
     cfg = load_recipe_or_exit(recipe, FeedbackRecipe, set_)
-    if not (cfg.input_dir / "manifest.json").exists():
+    if not manifest_path(cfg.input_dir).exists():
         typer.secho(f"no dialogue shards in {cfg.input_dir}: run `just dialogues` first", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     summary = run_feedback(cfg)
     typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
-    typer.echo(f"report: {cfg.output_dir / 'report.md'} ; pairs: {cfg.output_dir / 'pairs'} ; "
-               f"tagged shards: {cfg.output_dir / 'shards'}")
+    typer.echo(f"report: {cfg.output_dir / 'report.md'} ; pairs: {pairs_path(cfg.output_dir, 'train').parent} ; "
+               f"tagged shards: {shards_dir(cfg.output_dir)}")
 
 
 @app.command("fetch-preference-sets")

@@ -240,6 +240,21 @@ def parse_response_id(rid: str) -> tuple[str, int]:
     return conversation_id, int(turn) - 1
 
 
+def candidate_id(context_id: str, k: int) -> str:
+    """The id of candidate ``k`` for one response (``k = 0`` is the original): ``<response id>:c<k>``. The feedback
+    stage keys candidates, judgements and pair provenance by it."""
+    return f"{context_id}:c{k}"
+
+
+def parse_candidate_id(cid: str) -> tuple[str, int]:
+    """``<response id>:c<k>`` -> (response id, k)."""
+    context_id, _, k = cid.rpartition(":c")
+    if not context_id or not k.isdigit():
+        raise FormatError(f"not a candidate id (<response id>:c<k>): {cid!r}")
+    parse_response_id(context_id)  # raises if the rest is not a response id
+    return context_id, int(k)
+
+
 @dataclass
 class Conversation:
     conversation_id: str

@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
-from moss_data.cli import SetOpt, load_recipe_or_exit
+from moss_data.cli_common import SetOpt, load_recipe_or_exit
+from moss_train.config import final_dir, summary_path
 
 app = typer.Typer(help="MOSS toolkit trainer backend.", no_args_is_help=True, add_completion=False)
 
 
 def _print_run(output_dir: Path, final: Path) -> None:
-    typer.echo(json.dumps(json.loads((output_dir / "train_summary.json").read_text()), indent=2))
+    typer.echo(json.dumps(json.loads(summary_path(output_dir).read_text()), indent=2))
     typer.echo(f"model: {final}")
 
 
@@ -30,7 +31,7 @@ def pretrain(
     cfg = load_recipe_or_exit(recipe, PretrainRecipe, set_)
     summary = run_pretrain(cfg, resume=resume)
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "losses"}, indent=2))
-    typer.echo(f"model: {cfg.output_dir / 'final'}")
+    typer.echo(f"model: {final_dir(cfg.output_dir)}")
 
 
 @app.command()
@@ -74,8 +75,9 @@ def chat(
     temperature: float = 0.0,
 ):
     """Chat with a model in MOSS's format: streaming, tools run between the two passes, history trimmed."""
-    from moss_data.dialogue.backends import SamplingParams, TransformersBackend
-    from moss_data.dialogue.models import local_smollm2
+    from moss_data.llm import SamplingParams
+    from moss_data.llm.transformers_backend import TransformersBackend
+    from moss_data.llm.models import local_smollm2
     from moss_data.formats import Capabilities
     from moss_data.tools.chat_loop import MossChat
     from moss_data.tools.registry import ToolRegistry

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moss_data.dialogue.shards import read_conversations
+from moss_data.io.conversations import read_conversations
 from moss_data.formats import SPECIAL_TOKENS, Conversation
 from moss_train.chat_template import LossMask, moss_chat_template
 

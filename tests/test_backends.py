@@ -14,8 +14,10 @@ import httpx
 import pytest
 from loguru import logger
 
-from moss_data.dialogue.backends import BackendError, HTTPBackend, SamplingParams, TransformersBackend
-from moss_data.dialogue.models import local_smollm2
+from moss_data.llm import BackendError, SamplingParams
+from moss_data.llm.http_backend import HTTPBackend
+from moss_data.llm.transformers_backend import TransformersBackend
+from moss_data.llm.models import local_smollm2
 
 PROMPTS = [
     [{"role": "user", "content": "Write one sentence about the sea."}],

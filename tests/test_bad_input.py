@@ -12,10 +12,10 @@ import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from moss_data.corpus.config import CorpusRecipe
-from moss_data.corpus.pipeline import run_corpus
+from moss_data.chain.recipe import CorpusRecipe
+from moss_data.chain.run import run_corpus
 from moss_data.corpus.report import merged_stats
-from moss_data.corpus.shards import iter_documents
+from moss_data.io.documents import iter_documents
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from moss_data.dialogue.backends import Generation, SamplingParams
+from moss_data.llm import Generation, SamplingParams
 from moss_data.formats import Capabilities, Turn, parse_commands
 from moss_data.tools.chat_loop import MossChat, split_first_pass
 from moss_data.tools.registry import ToolRegistry
@@ -82,8 +82,8 @@ def test_history_is_trimmed_from_the_oldest_turn():
 def test_loop_with_the_small_model_calls_the_calculator():
     """SmolLM2 was never trained on MOSS's format; two real tool turns in the history (few-shot) are enough for it
     to write a calculator command, which the loop runs between the passes."""
-    from moss_data.dialogue.backends import TransformersBackend
-    from moss_data.dialogue.models import local_smollm2
+    from moss_data.llm.transformers_backend import TransformersBackend
+    from moss_data.llm.models import local_smollm2
 
     caps = Capabilities(calculator=True)
     registry = ToolRegistry(caps)
@@ -115,7 +115,7 @@ def test_moss_train_chat_scripted_turn_calls_the_calculator(tmp_path):
 
     from typer.testing import CliRunner
 
-    from moss_data.dialogue.shards import ShardStore
+    from moss_data.io.conversations import ShardStore
     from moss_data.formats import Conversation
     from moss_train.cli import app
 

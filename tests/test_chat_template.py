@@ -23,7 +23,7 @@ CONVERSATION = Conversation("c", "tool", [
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from moss_data.dialogue.models import local_smollm2
+    from moss_data.llm.models import local_smollm2
 
     tok = AutoTokenizer.from_pretrained(str(local_smollm2(REPO / "data" / "models" / "smollm2-135m-instruct")))
     tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})

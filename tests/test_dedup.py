@@ -12,12 +12,14 @@ import numpy as np
 import orjson
 import pytest
 
-from moss_data.corpus.shards import iter_documents
+from moss_data.io.documents import iter_documents
 from moss_data.dedup.clusters import resolve_clusters
 from moss_data.dedup.groundtruth import all_pairs, plant_near_duplicate, reference_shingles
-from moss_data.dedup.lineage import LineageError, RemovalList, input_fingerprint
-from moss_data.dedup.shingles import jaccard, shingle_hashes
-from moss_data.dedup.stage import DedupConfig, apply_removals, compute_removals, normalize_url, run_dedup, scan
+from moss_data.dedup.lineage import LineageError, RemovalList
+from moss_data.io.atomic import input_fingerprint
+from moss_data.text.shingles import jaccard, shingle_hashes
+from moss_data.dedup.config import DedupConfig
+from moss_data.dedup.stage import apply_removals, compute_removals, normalize_url, run_dedup, scan
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 

@@ -14,13 +14,13 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from moss_data.corpus.langid import LanguageRouter
-from moss_data.corpus.shards import iter_documents
-from moss_data.dedup.shingles import tokenize
-from moss_data.dialogue.backends import Generation
-from moss_data.dialogue.conversation import check_output
+from moss_data.text.langid import LanguageIdentifier
+from moss_data.io.documents import iter_documents
+from moss_data.text.shingles import tokenize
+from moss_data.llm import Generation
+from moss_data.llm.checks import check_output
 from moss_data.dialogue.selfinstruct import NoveltyIndex, PromptFilter, SelfInstructConfig, load_seeds, rouge_l
-from moss_data.dialogue.shards import ShardStore
+from moss_data.io.conversations import ShardStore
 from moss_data.formats import Conversation
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ def test_prompt_filter_reasons():
     index = NoveltyIndex(cfg.novelty_threshold)
     for s in seeds[("en", "writing")]:
         index.add(s)
-    f = PromptFilter(cfg, "en", index, LanguageRouter())
+    f = PromptFilter(cfg, "en", index, LanguageIdentifier())
     seed = seeds[("en", "writing")][0]
     assert f.check("Write a haiku about a quiet harbor at dawn, with one image of gulls.", "length") == "truncated"
     assert f.check("Write.", "stop") == "too_short"
@@ -122,7 +122,7 @@ rows_per_shard: 1
 
 
 def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
-    from moss_data.dialogue.models import local_smollm2
+    from moss_data.llm.models import local_smollm2
 
     model = local_smollm2(REPO / "data" / "models" / "smollm2-135m-instruct")
     recipe = tmp_path / "recipe.yaml"
@@ -161,7 +161,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
 
 
 def test_reply_in_the_other_language_is_quarantined():
-    router = LanguageRouter()
+    router = LanguageIdentifier()
     english = Generation("The harbor was quiet at dawn, and the fishing boats waited for the tide to turn.", "stop")
     chinese = Generation("清晨的港口很安静，渔船在等待潮水转向，海鸥在天空中盘旋，远处传来钟声。", "stop")
     assert check_output(english, "reply", "en", router) == ""
@@ -205,7 +205,7 @@ class ScriptedBackend:
 
 
 def test_failed_outputs_are_generated_again_then_quarantined():
-    from moss_data.dialogue.backends import SamplingParams
+    from moss_data.llm import SamplingParams
     from moss_data.dialogue.conversation import Job, checked_chat
 
     jobs = [Job(f"c{i}", "writing", "en", "Write a haiku about rain.", 1) for i in range(3)]

@@ -1,5 +1,5 @@
-"""DPO on feedback pairs: the prompt is the full MOSS context rebuilt from the tagged shards, the completion is
-exactly the reply, and a step runs on CPU."""
+"""DPO on feedback pairs: the pairs file alone gives the full MOSS context (tool calls, results, earlier tags), the
+completion is exactly the reply, and a step runs on CPU."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import math
 from pathlib import Path
 
-from moss_data.dialogue.shards import ShardStore
-from moss_data.feedback.stage import FeedbackRecipe, FeedbackStage
+from moss_data.feedback.pairs import with_prompts_from
+from moss_data.io.pairs import write_pairs
 from moss_data.formats import Capabilities, Command, Conversation, Turn
 from moss_train.dpo import DPORecipe, build_dpo_trainer, preference_rows, run_dpo
 
@@ -18,32 +18,37 @@ MODEL = REPO / "data" / "models" / "smollm2-135m-instruct"
 
 def feedback_dir(tmp_path: Path) -> Path:
     out = tmp_path / "feedback"
-    store = ShardStore(out)
-    store.add_conversation(Conversation("t1", "tool", [
-        Turn("What is 2+3?", "2 + 3 = 5.", "I should calculate.", [Command("Calculate", "2+3")],
-             "Calculate(\"2+3\") => '5'", quality=4)], Capabilities(calculator=True)), "en", {})
-    store.add_conversation(Conversation("w1", "writing", [Turn("Say hi.", "Hi!", quality=5),
-                                                          Turn("Again?", "Hi again!")]), "en", {})
-    store.flush()
-    stage = FeedbackStage(FeedbackRecipe(name="t", input_dir=tmp_path, output_dir=out))
+    tagged = {"t1": Conversation("t1", "tool", [
+                  Turn("What is 2+3?", "2 + 3 = 5.", "I should calculate.", [Command("Calculate", "2+3")],
+                       "Calculate(\"2+3\") => '5'", quality=4)], Capabilities(calculator=True)),
+              "w1": Conversation("w1", "writing", [Turn("Say hi.", "Hi!", quality=5), Turn("Again?", "Hi again!")])}
     reply = lambda text: [{"role": "assistant", "content": text}]  # noqa: E731
-    stage.write_pairs([
+    # the feedback stage's own last step: each pair's prompt from its tagged conversation, then the lossless file
+    write_pairs(out, with_prompts_from([
         {"context_id": "t1:t1", "language": "en", "category": "tool", "split": "train", "prompt": [],
          "chosen": reply("2 + 3 = 5."), "rejected": reply("It is 6."), "score_chosen": 5, "score_rejected": 1,
          "provenance": "{}"},
         {"context_id": "w1:t2", "language": "en", "category": "writing", "split": "train", "prompt": [],
          "chosen": reply("Hi again!"), "rejected": reply("I'm sorry. I'm sorry. I'm sorry."), "score_chosen": 4,
          "score_rejected": 1, "provenance": "{}"},
-    ])
+    ], tagged))
     return out
 
 
 def test_pairs_get_the_full_moss_context(tmp_path):
-    rows = preference_rows(feedback_dir(tmp_path))
+    fb = feedback_dir(tmp_path)
+    assert sorted(p.name for p in fb.iterdir()) == ["pairs"]  # nothing else to rebuild a context from
+    rows = preference_rows(fb)
     tool, writing = rows
     assert tool["prompt"][-1]["role"] == "tool" and tool["prompt"][-2]["tool_calls"][0]["function"]["name"] == "Calculate"
     assert writing["prompt"][-1] == {"role": "user", "content": "Again?"}
     assert writing["prompt"][-2]["quality"] == 5  # earlier tags stay in the context
+    # lossless: exactly the messages the conversation gives for that reply (thinking, tool-call arguments, tags)
+    assert tool["prompt"] == Conversation("t1", "tool", [
+        Turn("What is 2+3?", "2 + 3 = 5.", "I should calculate.", [Command("Calculate", "2+3")],
+             "Calculate(\"2+3\") => '5'", quality=4)], Capabilities(calculator=True)).prompt_messages(0)
+    assert tool["prompt"][-2]["thinking"] == "I should calculate."
+    assert tool["prompt"][-2]["tool_calls"][0]["function"]["arguments"] == {"expression": "2+3"}
 
 
 def test_dpo_tokenizes_the_moss_prompt_and_runs_a_step(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moss_data.dialogue.shards import ShardStore
+from moss_data.io.conversations import ShardStore
 from moss_data.formats import Capabilities, Command, Conversation, Turn
 from moss_train.evaluate import evaluate
 

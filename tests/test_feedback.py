@@ -10,9 +10,12 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from moss_data.dialogue.shards import ShardStore
+from moss_data.io.conversations import ShardStore
 from moss_data.feedback.rubric import JudgementError, parse_judgement, parse_verdict
-from moss_data.feedback.stage import FeedbackRecipe, FeedbackStage, contexts_of, quantile_thresholds
+from moss_data.feedback.contexts import contexts_of
+from moss_data.feedback.pairs import build_pairs
+from moss_data.feedback.stage import FeedbackRecipe, FeedbackStage
+from moss_data.feedback.tags import quantile_thresholds
 from moss_data.formats import Capabilities, Command, Conversation, Turn
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,8 +125,13 @@ def test_pairs_take_best_and_worst_with_a_margin(tmp_path):
             judgements.append({"key": key, "ok": False, "reason": "no_json", "raw": ""} if overall is None else
                               {"key": key, "ok": True, "helpfulness": overall, "honesty": overall,
                                "harmlessness": overall, "overall": overall, "rationale": "", "raw": ""})
-    stage.judgements.put_many(judgements)
-    pairs = stage.build_pairs(ctxs, by_context)
+    stage.judging.judgements.put_many(judgements)
+
+    def pairs_now():
+        return build_pairs(ctxs, by_context, stage.judging.judged, stage.r.min_margin, stage.r.heldout_share,
+                           stage.judge_label)
+
+    pairs = pairs_now()
     got = {p["context_id"]: (p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs}
     assert got == {ctxs[0].context_id: ("answer 0.1", "answer 0.2"), ctxs[2].context_id: ("answer 2.2", "answer 2.0"),
                    ctxs[3].context_id: ("answer 3.0", "answer 3.2")}
@@ -134,7 +142,7 @@ def test_pairs_take_best_and_worst_with_a_margin(tmp_path):
     prov = orjson.loads(pairs[0]["provenance"])
     assert (prov["chosen"], prov["rejected"], prov["chosen_source"]) == (f"{ctxs[0].context_id}:c1",
                                                                          f"{ctxs[0].context_id}:c2", "sampled")
-    assert [p["split"] for p in stage.build_pairs(ctxs, by_context)] == [p["split"] for p in pairs]  # stable
+    assert [p["split"] for p in pairs_now()] == [p["split"] for p in pairs]  # stable
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +219,7 @@ class ScriptedChat:
         self.answers = list(answers)
 
     def chat(self, conversations, params):
-        from moss_data.dialogue.backends import Generation
+        from moss_data.llm import Generation
 
         return [Generation(self.answers.pop(0), "stop", 10, 10) for _ in conversations]
 
@@ -238,7 +246,8 @@ def test_unparsable_judgements_are_quarantined_not_guessed(tmp_path):
 
 
 def test_constrained_judge_with_the_small_model_always_yields_valid_json():
-    from moss_data.dialogue.backends import SamplingParams, TransformersBackend
+    from moss_data.llm import SamplingParams
+    from moss_data.llm.transformers_backend import TransformersBackend
     from moss_data.feedback.judge import Judge
 
     judge = Judge(TransformersBackend(MODEL), REPO / "prompts", SamplingParams(max_new_tokens=32, temperature=0.7))

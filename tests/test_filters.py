@@ -11,12 +11,13 @@ from datatrove.data import Document
 from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilter
 from datatrove.utils.word_tokenizers import load_word_tokenizer
 
-from moss_data.corpus.filters.chinese import CJK, ChineseQualityFilter
+from moss_data.text.scripts import CJK
+from moss_data.corpus.filters.chinese import ChineseQualityFilter
 from moss_data.corpus.filters.code import CodeQualityFilter
 from moss_data.corpus.filters.english import EnglishFilters, RegexWordTokenizer, build_english_filters
 from moss_data.corpus.filters.gate import RouteGate
 from moss_data.corpus.filters.size import DocumentSizeFilter
-from moss_data.corpus.shards import iter_documents
+from moss_data.io.documents import iter_documents
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from moss_data.corpus.shards import iter_documents
+from moss_data.io.documents import iter_documents
 from moss_data.formats import (
     Capabilities,
     Command,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from moss_data.corpus.filters.chinese import CJK
-from moss_data.corpus.langid import LanguageRouter
-from moss_data.corpus.pipeline import run_corpus
+from moss_data.text.scripts import CJK
+from moss_data.text.langid import LanguageIdentifier
+from moss_data.chain.run import run_corpus
 from moss_data.corpus.report import merged_stats, metric_total
-from moss_data.corpus.shards import iter_documents
+from moss_data.io.documents import iter_documents
 
 
 def all_docs(recipe, folder: str) -> list[dict]:
@@ -54,7 +54,7 @@ def test_code_is_routed_by_source_not_lid(sample_run):
     code = all_docs(sample_run, "clean/code")
     assert all(d["metadata"]["route"] == "code" and "language_score" not in d["metadata"] for d in code)
     # lid.176 would not call most of this code English (DESIGN.md: it calls Python Spanish)
-    router = LanguageRouter()
+    router = LanguageIdentifier()
     routed = [router.route_for(*router.classify(d["text"])) for d in code[:40]]
     assert routed.count("en") < len(routed)
 

@@ -104,9 +104,9 @@ def test_source_route_forces_code_for_parquet_code(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from moss_data.corpus.config import CorpusRecipe
-    from moss_data.corpus.pipeline import run_corpus
-    from moss_data.corpus.shards import iter_documents
+    from moss_data.chain.recipe import CorpusRecipe
+    from moss_data.chain.run import run_corpus
+    from moss_data.io.documents import iter_documents
 
     rows = [
         {"id": "decoder", "text": (STDLIB / "json" / "decoder.py").read_text(), "path": "json/decoder.py", "route": "../x"},

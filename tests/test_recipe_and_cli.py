@@ -10,8 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from moss_data.cli import app
-from moss_data.corpus.config import CorpusRecipe
-from moss_data.corpus.pipeline import build_executor, build_pipeline
+from moss_data.chain.recipe import CorpusRecipe
+from moss_data.chain.executors import build_executor
+from moss_data.corpus.pipeline import build_pipeline
 from moss_data.recipe import RecipeError, load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,7 +126,7 @@ def test_slurm_executor_built_from_recipe(tmp_path):
     cfg = load_recipe(REPO / "recipes/corpus/slurm.yaml", CorpusRecipe)
     from datatrove.executor import SlurmPipelineExecutor
 
-    ex = build_executor(cfg.executor, build_pipeline(cfg, cfg.sources[0]), tmp_path / "logs", job_name="x")
+    ex = build_executor(cfg.executor, build_pipeline(cfg, cfg.sources[0], cfg.output_dir), tmp_path / "logs", job_name="x")
     assert isinstance(ex, SlurmPipelineExecutor)
     assert (ex.tasks, ex.partition, ex.time) == (1000, "cpu", "12:00:00")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from moss_data.dialogue.shards import ShardStore
+from moss_data.io.conversations import ShardStore
 from moss_data.formats import Capabilities, Command, Conversation, Turn
 from moss_train.chat_template import trained_spans
 from moss_train.sft import SFTRecipe, build_sft_trainer

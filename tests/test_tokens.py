@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from moss_data.corpus.shards import iter_documents
-from moss_data.tokens.shards import ShardWriter, TokenShard
-from moss_data.tokens.stage import MixConfig, plan_mix, run_mix
+from moss_data.io.documents import iter_documents
+from moss_data.io.tokens import ShardWriter, TokenShard
+from moss_data.tokens.config import MixConfig
+from moss_data.tokens.stage import plan_mix, run_mix
 from moss_data.tokens.tokenizer import EOD, SPECIAL_TOKENS, load_tokenizer, train_tokenizer
 
 
@@ -89,7 +90,7 @@ def test_upsampled_mix_repeats_documents(sample_run, tmp_path):
 
 
 def test_incomplete_shard_is_refused(tmp_path):
-    writer = ShardWriter(tmp_path / "part_00000", np.dtype(np.uint16), "h")
+    writer = ShardWriter(tmp_path / "part_00000", np.dtype(np.uint16), {"tokenizer": "h"})
     writer.add([1, 2, 0])
     with pytest.raises(FileNotFoundError, match="incomplete"):
         TokenShard.open(tmp_path / "part_00000")  # the writer has not closed it

@@ -7,8 +7,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from moss_data.dialogue.backends import SamplingParams, TransformersBackend
-from moss_data.dialogue.shards import ShardStore
+from moss_data.llm import SamplingParams
+from moss_data.llm.transformers_backend import TransformersBackend
+from moss_data.io.conversations import ShardStore
 from moss_data.dialogue.tool_traces import (ToolPrompt, ToolTraceGenerator, check_command, check_trace, command_request,
                                             load_examples, load_tool_prompts)
 from moss_data.formats import Capabilities, Command, Conversation, Turn, parse_commands
@@ -89,7 +90,7 @@ def test_example_replies_are_checked_against_their_real_results(tmp_path):
 
 
 def test_generator_keeps_only_checked_traces(sample_run, tmp_path):
-    from moss_data.dialogue.models import local_smollm2
+    from moss_data.llm.models import local_smollm2
 
     backend = TransformersBackend(local_smollm2(REPO / "data" / "models" / "smollm2-135m-instruct"))
     prompts = load_tool_prompts(REPO / "prompts" / "tool_seeds.jsonl")

@@ -19,13 +19,14 @@ from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilt
 from datatrove.utils.word_tokenizers import load_word_tokenizer
 from tqdm import tqdm
 
-from moss_data.corpus.config import CorpusRecipe
+from moss_data.chain.recipe import CorpusRecipe
 from moss_data.corpus.filters.chinese import ChineseQualityFilter
+from moss_data.corpus.layout import CleanLayout
 from moss_data.corpus.filters.english import RegexWordTokenizer
-from moss_data.corpus.langid import LanguageRouter
-from moss_data.corpus.pipeline import run_corpus
+from moss_data.text.langid import LanguageIdentifier
+from moss_data.chain.run import run_corpus
 from moss_data.corpus.sample import build_sample_corpus
-from moss_data.corpus.shards import iter_documents
+from moss_data.io.documents import iter_documents
 from moss_data.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,7 +79,8 @@ def main() -> None:
     start = time.perf_counter()
     run_corpus(recipe)
     stage_s = time.perf_counter() - start
-    docs = list(iter_documents(recipe.output_dir / "clean")) + list(iter_documents(recipe.output_dir / "excluded"))
+    layout = CleanLayout(recipe.output_dir)
+    docs = list(iter_documents(layout.clean)) + list(iter_documents(layout.excluded))
     en = [d["text"] for d in docs if d["metadata"].get("route") == "en"]
     zh = [d["text"] for d in docs if d["metadata"].get("route") == "zh"]
     web = [d["text"] for d in docs if d["metadata"].get("route") in ("en", "zh", "other")]
@@ -89,7 +91,7 @@ def main() -> None:
     t_spacy, spacy_keep = _time(_gopher(spacy_tok), en, "gopher/spaCy")
     t_ours, ours_keep = _time(_gopher(ours_tok), en, "gopher/regex")
     agree = sum(a == b for a, b in zip(spacy_keep, ours_keep)) / len(en)
-    t_lid, _ = _time(LanguageRouter().classify, web, "lid.176")
+    t_lid, _ = _time(LanguageIdentifier().classify, web, "lid.176")
     dt_zh, ours_zh = GopherQualityFilter(language="zh"), ChineseQualityFilter()
     t_dt, dt_keep = _time(lambda t: dt_zh.filter(Document(text=t, id="b")) is True, zh, "gopher/zh")
     t_zh, zh_keep = _time(lambda t: ours_zh.filter(Document(text=t, id="b")) is True, zh, "chinese filter")

@@ -38,8 +38,9 @@ from tqdm import tqdm
 
 from moss_data.corpus.sample import fetch_debs
 from moss_data.dedup.groundtruth import all_pairs, plant_near_duplicate, reference_shingles
-from moss_data.dedup.minhash import LSHParams, MinHasher, candidate_pairs, verify_pairs
-from moss_data.dedup.shingles import shingle_hashes
+from moss_data.text.minhash import LSHParams, MinHasher
+from moss_data.dedup.minhash import candidate_pairs, verify_pairs
+from moss_data.text.shingles import shingle_hashes
 
 THRESHOLD = 0.8
 CJK = re.compile(r"[\u4e00-\u9fff]")

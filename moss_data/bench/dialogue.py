@@ -19,10 +19,10 @@ import shutil
 import time
 from pathlib import Path
 
-from moss_data.dialogue.backends import BackendConfig, SamplingParams, build_backend
+from moss_data.llm import BackendConfig, SamplingParams, build_backend
 from moss_data.dialogue.conversation import Job, run_conversations
 from moss_data.dialogue.selfinstruct import load_seeds
-from moss_data.dialogue.shards import ShardStore
+from moss_data.io.conversations import ShardStore
 from moss_data.dialogue.stage import CATEGORIES, MEAN_TURNS
 from moss_data.formats import Capabilities, meta_instruction
 

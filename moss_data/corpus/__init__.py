@@ -1,1 +1,1 @@
-"""Corpus engine: raw web pages and code -> extracted, language-routed, filtered, PII-scrubbed document shards."""
+"""Stage: clean. Raw web pages and code -> extracted, language-routed, filtered, PII-scrubbed document shards."""

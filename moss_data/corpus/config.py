@@ -1,8 +1,7 @@
-"""The corpus recipe: one YAML file -> one validated :class:`CorpusRecipe` (see recipes/corpus/*.yaml)."""
+"""The clean stage's configuration: sources, extraction, language ID, route filters, PII."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -11,9 +10,7 @@ from moss_data.corpus.filters.chinese import ChineseQualityConfig
 from moss_data.corpus.filters.code import CodeQualityConfig
 from moss_data.corpus.filters.english import EnglishFilters
 from moss_data.corpus.pii import PIIConfig
-from moss_data.dedup.stage import DedupConfig
 from moss_data.recipe import StrictModel
-from moss_data.tokens.stage import MixConfig, TokenizeConfig
 
 SourceKind = Literal["warc", "jsonl", "parquet", "code"]
 
@@ -46,30 +43,6 @@ class SourceConfig(StrictModel):
         return self
 
 
-class ExecutorConfig(StrictModel):
-    """Which datatrove executor runs the pipelines. ``local`` runs here; ``slurm`` submits sbatch array jobs;
-    ``ray`` runs on the Ray cluster that ``ray.init()`` finds (install the ``ray`` extra)."""
-
-    kind: Literal["local", "slurm", "ray"] = "local"
-    tasks: int = Field(2, ge=1, description="shards of each source's files; a task reads its share of files")
-    workers: int = Field(-1, description="tasks run at once (-1: as many as tasks; local and ray)")
-    # slurm and ray
-    cpus_per_task: int = 1
-    mem_per_cpu_gb: float = 2
-    # slurm only
-    partition: str | None = None
-    time: str = "24:00:00"
-    qos: str = "normal"
-    venv_path: str | None = None
-    sbatch_args: dict[str, str] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _slurm_needs_partition(self):
-        if self.kind == "slurm" and not self.partition:
-            raise ValueError("executor.kind slurm needs executor.partition")
-        return self
-
-
 class LanguageIDConfig(StrictModel):
     min_score: dict[Literal["en", "zh"], float] = Field(default_factory=lambda: {"en": 0.65, "zh": 0.5})
     max_chars: int = 4000
@@ -86,11 +59,11 @@ class RouteFilters(StrictModel):
     code: CodeQualityConfig = CodeQualityConfig()
 
 
-class CorpusRecipe(StrictModel):
-    name: str
-    output_dir: Path
+class CleanConfig(StrictModel):
+    """The clean stage: where documents come from and how they are extracted, routed, filtered and scrubbed. A corpus
+    recipe holds these keys at its top level (see :class:`moss_data.chain.recipe.CorpusRecipe`)."""
+
     sources: list[SourceConfig] = Field(min_length=1)
-    executor: ExecutorConfig = ExecutorConfig()
     language_id: LanguageIDConfig = LanguageIDConfig()
     extraction: ExtractionConfig = ExtractionConfig()
     filters: RouteFilters = RouteFilters()
@@ -98,9 +71,6 @@ class CorpusRecipe(StrictModel):
     max_doc_bytes: int = Field(5_000_000, description="larger web documents are excluded as too_large")
     max_code_file_bytes: int = Field(1_000_000, description="larger code files are skipped before reading")
     keep_exclusions: bool = Field(True, description="write every removed document with its reason")
-    dedup: DedupConfig = DedupConfig()
-    tokenize: TokenizeConfig = TokenizeConfig()
-    mix: MixConfig = MixConfig()
 
     @field_validator("sources")
     @classmethod

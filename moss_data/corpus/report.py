@@ -20,9 +20,12 @@ import polars as pl
 from datatrove.utils.stats import PipelineStats
 from loguru import logger
 
-from moss_data.corpus.config import CorpusRecipe
-from moss_data.corpus.langid import ROUTES
-from moss_data.corpus.shards import iter_documents
+from moss_data.corpus.config import CleanConfig
+from moss_data.corpus.layout import CleanLayout
+from moss_data.io.atomic import atomic_write_text
+from moss_data.io.documents import SHARD_PATTERN, iter_documents
+from moss_data.tables import markdown_table
+from moss_data.text.langid import ROUTES
 
 _TYPE_PREFIX = re.compile(r"^[^:]*-\s*[A-Z]+:\s*")
 
@@ -57,7 +60,7 @@ def kept_documents(clean_dir: Path) -> pl.DataFrame:
     """Per route and source: documents and characters actually in the clean shards (read back, not trusted)."""
     counts: Counter = Counter()
     chars: Counter = Counter()
-    for doc in iter_documents(clean_dir, "*/*.jsonl.gz"):
+    for doc in iter_documents(clean_dir, SHARD_PATTERN):
         key = (doc["metadata"]["route"], doc["metadata"]["source"])
         counts[key] += 1
         chars[key] += len(doc["text"])
@@ -67,19 +70,11 @@ def kept_documents(clean_dir: Path) -> pl.DataFrame:
     )
 
 
-def markdown_table(df: pl.DataFrame) -> str:
-    if df.is_empty():
-        return "_none_\n"
-    header = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
-    body = "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in df.iter_rows())
-    return header + body
-
-
-def merged_stats_by_source(recipe: CorpusRecipe) -> dict[str, PipelineStats]:
+def merged_stats_by_source(recipe: CleanConfig, out: Path) -> dict[str, PipelineStats]:
     """Each source's merged stats; sources not run yet are left out with a warning."""
     merged = {}
     for source in recipe.sources:
-        logging_dir = recipe.output_dir / "logs" / source.name
+        logging_dir = CleanLayout(out).logs(source.name)
         if not (logging_dir / "stats").exists():
             logger.warning(f"report: source {source.name} has no stats yet, left out")
             continue
@@ -87,7 +82,7 @@ def merged_stats_by_source(recipe: CorpusRecipe) -> dict[str, PipelineStats]:
     return merged
 
 
-def build_tables(recipe: CorpusRecipe, merged: dict[str, PipelineStats]) -> dict[str, pl.DataFrame]:
+def build_tables(out: Path, merged: dict[str, PipelineStats]) -> dict[str, pl.DataFrame]:
     rows = []
     for source, stats in merged.items():
         rows += step_rows(source, stats)
@@ -130,7 +125,7 @@ def build_tables(recipe: CorpusRecipe, merged: dict[str, PipelineStats]) -> dict
         .sort("kind")
     )
     return {
-        "kept": kept_documents(recipe.output_dir / "clean"),
+        "kept": kept_documents(CleanLayout(out).clean),
         "routed": routed,
         "removals": removals,
         "extraction_failures": extraction,
@@ -158,21 +153,22 @@ def _plot_removals(removals: pl.DataFrame, kept: pl.DataFrame, path: Path) -> No
     plt.close(fig)
 
 
-def write_report(recipe: CorpusRecipe) -> Path:
-    report_dir = recipe.output_dir / "report"
+def write_report(recipe: CleanConfig, out: Path, name: str) -> Path:
+    """The clean stage's report of run ``name`` whose output folder is ``out``; returns ``out/report``."""
+    report_dir = CleanLayout(out).report
     report_dir.mkdir(parents=True, exist_ok=True)
-    merged = merged_stats_by_source(recipe)
+    merged = merged_stats_by_source(recipe, out)
     stats_json = {source: json.loads(stats.to_json()) for source, stats in merged.items()}
-    (report_dir / "stats.json").write_text(json.dumps(stats_json, indent=2, ensure_ascii=False))
+    atomic_write_text(report_dir / "stats.json", json.dumps(stats_json, indent=2, ensure_ascii=False))
 
-    tables = build_tables(recipe, merged)
-    summary = {name: df.to_dicts() for name, df in tables.items() if name != "steps"}
-    (report_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    tables = build_tables(out, merged)
+    summary = {table: df.to_dicts() for table, df in tables.items() if table != "steps"}
+    atomic_write_text(CleanLayout(out).summary, json.dumps(summary, indent=2, ensure_ascii=False))
     _plot_removals(tables["removals"], tables["kept"], report_dir / "removals.png")
 
     kept = tables["kept"]
     totals = kept.group_by("route").agg(pl.col("documents").sum(), pl.col("characters").sum()).sort("route")
-    md = [f"# Corpus report: {recipe.name}\n", f"Output: `{recipe.output_dir}`\n"]
+    md = [f"# Corpus report: {name}\n", f"Output: `{out}`\n"]
     sections = [
         ("Kept documents per route", totals),
         ("Kept documents per route and source", kept),
@@ -185,6 +181,6 @@ def write_report(recipe: CorpusRecipe) -> Path:
     for title, df in sections:
         md.append(f"\n## {title}\n\n{markdown_table(df)}")
     md.append("\n![removals](removals.png)\n")
-    (report_dir / "report.md").write_text("".join(md), encoding="utf-8")
+    atomic_write_text(report_dir / "report.md", "".join(md))
     logger.info(f"corpus report: {report_dir / 'report.md'}")
     return report_dir

@@ -23,11 +23,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 from pathlib import Path
 
 import orjson
 from loguru import logger
+
+from moss_data.io.atomic import atomic_folder, atomic_write
 
 DEB_PACKAGES = (
     "debian-reference-en",
@@ -70,10 +71,8 @@ def fetch_debs(cache: Path) -> dict[str, Path]:
         deb = sorted(cache.glob(f"{package}_*.deb"))[-1]
         root = cache / "root" / package
         if not root.exists():
-            root.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=cache))
-            subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
-            tmp.rename(root)
+            with atomic_folder(root) as tmp:
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
         roots[package] = root
     return roots
 
@@ -187,6 +186,12 @@ def build_code(out: Path) -> int:
     return n
 
 
+def sample_counts(raw: Path) -> dict | None:
+    """What a complete sample holds (documents per kind), None if ``raw`` is not a complete sample."""
+    done = raw / ".complete"
+    return orjson.loads(done.read_bytes()) if done.exists() else None
+
+
 def build_sample_corpus(out: Path, pages_per_language: int = 150, seed: int = 0, force: bool = False) -> Path:
     """Builds ``<out>/raw`` (see module docstring) unless it is already complete. Returns the raw folder."""
     raw = out / "raw"
@@ -194,19 +199,14 @@ def build_sample_corpus(out: Path, pages_per_language: int = 150, seed: int = 0,
     if done.exists() and not force:
         logger.info(f"sample: {raw} already built")
         return raw
-    if raw.exists():
-        shutil.rmtree(raw)
-    tmp = out / "raw.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     roots = fetch_debs(out / "cache" / "debs")
-    counts = {
-        "web pages": build_web(roots, tmp / "web", pages_per_language, seed),
-        "jsonl documents": build_jsonl(roots, tmp / "jsonl"),
-        "parquet rows": build_parquet(roots, tmp / "parquet"),
-        "code files": build_code(tmp / "code"),
-    }
-    tmp.rename(raw)  # only a complete sample ever sits at raw/
-    done.write_text(orjson.dumps(counts).decode())
+    with atomic_folder(raw) as tmp:  # only a complete sample ever sits at raw/
+        counts = {
+            "web pages": build_web(roots, tmp / "web", pages_per_language, seed),
+            "jsonl documents": build_jsonl(roots, tmp / "jsonl"),
+            "parquet rows": build_parquet(roots, tmp / "parquet"),
+            "code files": build_code(tmp / "code"),
+        }
+        atomic_write(tmp / ".complete", orjson.dumps(counts))
     logger.info(f"sample: built {raw}: {counts} (python {sys.version.split()[0]})")
     return raw

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moss_data.dedup.shingles import jaccard
+from moss_data.text.shingles import jaccard
 
 
 class UnionFind:

@@ -20,7 +20,7 @@ from collections import defaultdict
 import numpy as np
 import xxhash
 
-from moss_data.dedup.shingles import jaccard
+from moss_data.text.shingles import jaccard
 
 _WORDS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 

@@ -8,12 +8,13 @@ as does a uid the input does not contain (checked while the removals are applied
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 import xxhash
+
+from moss_data.io.atomic import atomic_write
 
 
 class LineageError(RuntimeError):
@@ -24,22 +25,6 @@ def doc_uid(source: str, doc_id: str) -> str:
     return xxhash.xxh3_64_hexdigest(f"{source}\0{doc_id}")
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def input_fingerprint(files: list[Path], root: Path) -> str:
-    """Names, sizes and content hashes of the input files: any change to the documents changes it."""
-    h = hashlib.sha256()
-    for f in sorted(files):
-        h.update(f"{f.relative_to(root)}\0{f.stat().st_size}\0{file_sha256(f)}\n".encode())
-    return h.hexdigest()
-
-
 @dataclass
 class RemovalList:
     """Documents to remove from one exact input, with why."""
@@ -48,9 +33,7 @@ class RemovalList:
     entries: dict[str, dict] = field(default_factory=dict)  # uid -> {"reason", "duplicate_of", "similarity"}
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps({"input_fingerprint": self.input_fingerprint, "entries": self.entries}))
-        tmp.replace(path)  # atomic: a reader never sees half a list
+        atomic_write(path, orjson.dumps({"input_fingerprint": self.input_fingerprint, "entries": self.entries}))
 
     @classmethod
     def load(cls, path: Path) -> "RemovalList":

@@ -16,7 +16,6 @@ holds per document its key and signature (~500 bytes), plus the shingle sets of 
 from __future__ import annotations
 
 import re
-import shutil
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -29,39 +28,34 @@ import xxhash
 from datatrove.data import Document
 from datatrove.pipeline.writers import JsonlWriter
 from loguru import logger
-from pydantic import Field
 from tqdm import tqdm
 
-from moss_data.corpus.shards import iter_documents
+from moss_data.dedup.config import DecontaminationConfig, DedupConfig
+from moss_data.io.atomic import StageRun, atomic_folder, config_hash, file_sha256, input_fingerprint
+from moss_data.io.documents import SHARD_PATTERN, document_files, iter_documents, route_filename
 from moss_data.dedup.clusters import resolve_clusters
-from moss_data.dedup.lineage import LineageError, RemovalList, doc_uid, file_sha256, input_fingerprint
-from moss_data.dedup.minhash import LSHParams, MinHasher, candidate_pairs, verify_pairs
-from moss_data.dedup.shingles import shingle_hashes, tokenize
-from moss_data.recipe import StrictModel
+from moss_data.dedup.lineage import LineageError, RemovalList, doc_uid
+from moss_data.dedup.minhash import candidate_pairs, verify_pairs
+from moss_data.text.minhash import LSHParams, MinHasher
+from moss_data.text.shingles import shingle_hashes, tokenize
 
 WEB_ROUTES = ("en", "zh", "other")
 _SPACES = re.compile(r"\s+")
 
 
-class DecontaminationConfig(StrictModel):
-    eval_sets: list[str] = Field(default_factory=list, description="JSONL (a 'text' field per line) or .txt files")
-    ngram: int = Field(13, description="n-gram length in tokens (CJK characters count as tokens)")
-    min_overlap: int = Field(1, description="documents sharing at least this many n-grams with an eval set go")
+def kept_dir(output_dir: Path) -> Path:
+    """The document folder of kept documents in the stage's output folder."""
+    return Path(output_dir) / "kept"
 
 
-class DedupConfig(StrictModel):
-    enabled: bool = True
-    exact: bool = True
-    url: bool = True
-    near: bool = True
-    scope: str = Field("route", pattern="^(route|text)$", description="route: each route alone; text: en+zh+other together")
-    threshold: float = Field(0.8, gt=0, le=1)
-    shingle_size: int = Field(5, ge=1, le=10)
-    bands: int = 24
-    rows: int = 5
-    seed: int = 42
-    verify: str = Field("exact", pattern="^(exact|signature)$", description="exact: shingle Jaccard; signature: estimate")
-    decontaminate: DecontaminationConfig = DecontaminationConfig()
+def removed_dir(output_dir: Path) -> Path:
+    """The document folder of removed documents, each with ``dedup_reason`` and ``duplicate_of``."""
+    return Path(output_dir) / "removed"
+
+
+def manifest_path(output_dir: Path) -> Path:
+    """The stage's completion record: counts by route and outcome, cluster sizes, output files (see StageRun)."""
+    return Path(output_dir) / "manifest.json"
 
 
 def normalized_text_hash(text: str) -> str:
@@ -100,12 +94,12 @@ class Scan:
 
 
 def _input_files(input_dir: Path) -> list[Path]:
-    return sorted(input_dir.glob("*/*.jsonl.gz"))
+    return document_files(input_dir, SHARD_PATTERN)
 
 
 def _documents(input_dir: Path):
     """The input documents in file order, each with its stable ``doc_uid`` set."""
-    for d in iter_documents(input_dir, "*/*.jsonl.gz"):
+    for d in iter_documents(input_dir, SHARD_PATTERN):
         d["metadata"]["doc_uid"] = doc_uid(d["metadata"].get("source", ""), d["id"])
         yield d
 
@@ -239,67 +233,51 @@ def apply_removals(input_dir: Path, removals: RemovalList, clusters: dict, out: 
     removals.check_applies_to(input_fingerprint(_input_files(input_dir), input_dir))
     counts: Counter = Counter()
     seen: set[str] = set()
-    tmp = out / "apply.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    kept_w = JsonlWriter(str(tmp / "kept"), output_filename="${route}/part_${rank}.jsonl.gz")
-    removed_w = JsonlWriter(str(tmp / "removed"), output_filename="${route}/part_${rank}.jsonl.gz")
-    with kept_w, removed_w:
-        for d in tqdm(_documents(input_dir), desc="dedup write", unit="doc", leave=False):
-            meta = d["metadata"]
-            uid = meta["doc_uid"]
-            seen.add(uid)
-            entry = removals.entries.get(uid)
-            if entry:
-                meta.update(dedup_reason=entry["reason"], duplicate_of=entry["duplicate_of"], similarity=entry["similarity"])
-                removed_w.write(Document(text=d["text"], id=d["id"], metadata=meta), 0)
-                counts[(meta["route"], entry["reason"])] += 1
-            else:
-                meta.update(clusters.get(uid, {"dup_cluster": uid, "dup_cluster_size": 1}))
-                kept_w.write(Document(text=d["text"], id=d["id"], metadata=meta), 0)
-                counts[(meta["route"], "kept")] += 1
-    unknown = [uid for uid in removals.entries if uid not in seen]
-    if unknown:
-        shutil.rmtree(tmp)
-        raise LineageError(f"{len(unknown)} removal(s) name documents not in this input, e.g. {unknown[:3]}")
-    for sub in ("kept", "removed"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-        if (tmp / sub).exists():
-            (tmp / sub).rename(out / sub)
-    shutil.rmtree(tmp, ignore_errors=True)
+    # Both folders are built beside their targets and renamed into place only when every document was written.
+    with atomic_folder(kept_dir(out)) as kept_tmp, atomic_folder(removed_dir(out)) as removed_tmp:
+        kept_w = JsonlWriter(str(kept_tmp), output_filename=route_filename("part"))
+        removed_w = JsonlWriter(str(removed_tmp), output_filename=route_filename("part"))
+        with kept_w, removed_w:
+            for d in tqdm(_documents(input_dir), desc="dedup write", unit="doc", leave=False):
+                meta = d["metadata"]
+                uid = meta["doc_uid"]
+                seen.add(uid)
+                entry = removals.entries.get(uid)
+                if entry:
+                    meta.update(dedup_reason=entry["reason"], duplicate_of=entry["duplicate_of"],
+                                similarity=entry["similarity"])
+                    removed_w.write(Document(text=d["text"], id=d["id"], metadata=meta), 0)
+                    counts[(meta["route"], entry["reason"])] += 1
+                else:
+                    meta.update(clusters.get(uid, {"dup_cluster": uid, "dup_cluster_size": 1}))
+                    kept_w.write(Document(text=d["text"], id=d["id"], metadata=meta), 0)
+                    counts[(meta["route"], "kept")] += 1
+        unknown = [uid for uid in removals.entries if uid not in seen]
+        if unknown:
+            raise LineageError(f"{len(unknown)} removal(s) name documents not in this input, e.g. {unknown[:3]}")
     return counts
 
 
 def run_dedup(input_dir: Path, output_dir: Path, cfg: DedupConfig) -> dict:
-    """Runs the stage; skips the work when the manifest says it was done on this exact input and config."""
+    """Runs the stage; skips the work when its manifest says it was done on this exact input and config."""
     output_dir.mkdir(parents=True, exist_ok=True)
     files = _input_files(input_dir)
     if not files:
         raise FileNotFoundError(f"dedup: no shards under {input_dir}/<route>/*.jsonl.gz; run the corpus stage first")
-    manifest_path = output_dir / "manifest.json"
-    config_hash = xxhash.xxh3_64_hexdigest(cfg.model_dump_json())
     fingerprint = input_fingerprint(files, input_dir)
-    if manifest_path.exists():
-        manifest = orjson.loads(manifest_path.read_bytes())
-        if manifest.get("input_fingerprint") == fingerprint and manifest.get("config_hash") == config_hash:
-            logger.info("dedup: already done on this input with this config")
-            return manifest
+    run = StageRun(manifest_path(output_dir), config=config_hash(cfg), input=fingerprint)
+    if (manifest := run.done()) is not None:
+        logger.info("dedup: already done on this input with this config")
+        return manifest
     sc = scan(input_dir, cfg, fingerprint)
     removals_path = output_dir / "removals.json"
     removals, clusters = compute_removals(input_dir, sc, cfg)
     removals.save(removals_path)
     counts = apply_removals(input_dir, RemovalList.load(removals_path), clusters, output_dir)
     cluster_sizes = Counter(c["dup_cluster_size"] for c in clusters.values())
-    manifest = {
-        "input_fingerprint": sc.fingerprint,
-        "config_hash": config_hash,
+    return run.finish({
         "input_documents": len(sc.keys),
         "counts": [{"route": r, "outcome": o, "documents": n} for (r, o), n in sorted(counts.items())],
         "cluster_sizes": {str(k): v for k, v in sorted(cluster_sizes.items())},
-        "outputs": {
-            str(p.relative_to(output_dir)): file_sha256(p) for p in sorted(output_dir.glob("*/*/*.jsonl.gz"))
-        },
-    }
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-    tmp.replace(manifest_path)
-    return manifest
+        "outputs": {str(p.relative_to(output_dir)): file_sha256(p) for p in document_files(output_dir, "*/*/*.jsonl.gz")},
+    })

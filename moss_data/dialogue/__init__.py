@@ -1,1 +1,1 @@
-"""Synthetic-dialogue engine: generation backends, self-instruct, multi-turn conversations, dialogue shards."""
+"""Stage: synthetic dialogues (self-instruct, multi-turn conversations, tool-use traces) into conversation shards."""

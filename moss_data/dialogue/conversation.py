@@ -11,24 +11,19 @@ and ``user_sounds_like_assistant``), never into the shards.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
 
 import numpy as np
 import xxhash
 from tqdm import tqdm
 
-from moss_data.dialogue.backends import Backend, Generation, SamplingParams
-from moss_data.corpus.filters.chinese import CJK
-from moss_data.dialogue.selfinstruct import ASSISTANT_VOICE, LANGUAGE_NAMES
-from moss_data.dialogue.shards import ShardStore
+from moss_data.io.conversations import ShardStore
+from moss_data.llm import Backend, Generation, SamplingParams, check_output
+from moss_data.text.langid import LanguageIdentifier
+from moss_data.text.scripts import LANGUAGE_NAMES
 from moss_data.formats import Capabilities, Conversation, Turn, meta_instruction
 
-# Markers of MOSS's own format inside model text would corrupt the serialization.
-ROLE_MARKER = re.compile(r"<\|(?:Human|MOSS|Inner Thoughts|Commands|Results)\|>|<eo[htcrm]>")
-_SENTENCE_END = re.compile(r"[.!?。！？；;\n]+")
 
 
 @dataclass
@@ -62,51 +57,6 @@ class Job:
 
 def draw_turns(rng: np.random.Generator, mean: float, max_turns: int) -> int:
     return int(min(max_turns, 1 + rng.poisson(max(mean - 1, 0))))
-
-
-def most_repeated_sentence(text: str) -> int:
-    """How often the most frequent sentence (8+ characters) occurs: small models loop on one sentence."""
-    counts = Counter(s.strip().lower() for s in _SENTENCE_END.split(text) if len(s.strip()) >= 8)
-    return max(counts.values(), default=0)
-
-
-def is_echo(text: str, previous: str) -> bool:
-    """The output mostly repeats the message it answers (a simulated user parroting the assistant)."""
-    a, b = " ".join(text.split()), " ".join(previous.split())
-    return bool(a) and len(b) >= 20 and SequenceMatcher(None, a, b, autojunk=False).ratio() >= 0.8
-
-
-def check_output(gen: Generation, who: str, language: str | None = None, router=None, previous: str = "") -> str:
-    """'' if the output is usable, else the quarantine reason. Language follows the prompt: an output of 20+
-    letters in the other script (a Chinese conversation answered in Latin letters, or the reverse), or of 40+
-    letters that lid.176 confidently puts in the other language, is ``wrong_language_<who>``. ``previous`` is the
-    message being answered (for the echo check)."""
-    if gen.finish_reason == "error":
-        return "backend_error"
-    if not gen.text.strip():
-        return f"empty_{who}"
-    if gen.finish_reason == "length":
-        return f"truncated_{who}"
-    if ROLE_MARKER.search(gen.text):
-        return "role_marker"
-    if most_repeated_sentence(gen.text) >= 3:
-        return f"repetitive_{who}"
-    if previous and is_echo(gen.text, previous):
-        return f"echo_{who}"
-    if who == "user" and ASSISTANT_VOICE.search(gen.text):
-        return "user_sounds_like_assistant"
-    letters = [ch for ch in gen.text if ch.isalpha()]
-    if language in ("en", "zh") and len(letters) >= 20:
-        # Script first (cheap and decisive): Chinese text is mostly CJK, English has next to none. Code and names
-        # mix scripts, hence the margins. Then lid.176 for what the script cannot tell.
-        cjk_share = sum(1 for ch in letters if CJK.match(ch)) / len(letters)
-        if (language == "zh" and cjk_share < 0.2) or (language == "en" and cjk_share > 0.3):
-            return f"wrong_language_{who}"
-        if router is not None and len(letters) >= 40:
-            detected, score = router.classify(gen.text)
-            if detected in ("en", "zh") and detected != language and score >= 0.8:
-                return f"wrong_language_{who}"
-    return ""
 
 
 def checked_chat(backend: Backend, jobs: list[Job], requests: list[list[dict]], params: SamplingParams, who: str,
@@ -154,9 +104,7 @@ def run_conversations(
     batch_size: int = 16,
     attempts: int = 1,
 ) -> None:
-    from moss_data.corpus.langid import LanguageRouter
-
-    router = LanguageRouter()
+    router = LanguageIdentifier()
     system = {"role": "system", "content": meta_instruction(Capabilities())}
     bar = tqdm(total=len(jobs), desc="conversations", unit="conv")
     for start in range(0, len(jobs), batch_size):

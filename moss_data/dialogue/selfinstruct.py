@@ -21,12 +21,14 @@ from pathlib import Path
 from pydantic import Field
 from tqdm import tqdm
 
-from moss_data.dedup.minhash import LSHParams, MinHasher
-from moss_data.dedup.shingles import shingle_hashes, tokenize
-from moss_data.dialogue.backends import Backend, SamplingParams
+from moss_data.llm import Backend, SamplingParams
+from moss_data.llm.checks import ASSISTANT_VOICE
+from moss_data.text.minhash import LSHParams, MinHasher
+from moss_data.text.shingles import shingle_hashes, tokenize
+from moss_data.text.scripts import LANGUAGE_NAMES
 from moss_data.recipe import StrictModel
+from moss_data.text.langid import LanguageIdentifier
 
-LANGUAGE_NAMES = {"en": "English", "zh": "Chinese (简体中文)"}
 BLACKLIST = ("image", "picture", "photo", "drawing", "video", "audio", "file", "attachment", "link",
              "图片", "照片", "图像", "视频", "音频", "文件", "链接")
 
@@ -105,14 +107,6 @@ class NoveltyIndex:
 
 # Small models often answer with a preamble instead of a request ("Here's a new request:").
 _NOT_A_REQUEST = re.compile(r"(^\s*(here'?s|here is|sure|certainly|以下是|好的)\b.*[:：]\s*$)|[:：]\s*$", re.IGNORECASE)
-# Role confusion: small models asked to write a *user's* request often write an assistant's line instead.
-ASSISTANT_VOICE = re.compile(
-    r"how (can|may) i (help|assist)|\bhere to (help|assist)|i(?:'m| am) (?:happy|glad) to (?:help|assist)|"
-    r"i'?ll be happy to help|i(?:'m| am) ready\b|your request is|as an ai\b|"
-    r"what would you like (?:to|me to) (?:know|do|discuss|talk)|what do you want\?|"
-    r"有什么(可以|能)帮|我(很)?乐意(帮|为)|我可以帮(你|您)",
-    re.IGNORECASE,
-)
 _PREFIX = re.compile(r"^\s*(?:new request|request|task|新的请求|请求|任务)\s*[:：]\s*", re.IGNORECASE)
 
 
@@ -127,7 +121,7 @@ class PromptFilter:
     cfg: SelfInstructConfig
     language: str
     index: NoveltyIndex
-    router: object  # LanguageRouter (lid.176)
+    router: LanguageIdentifier
     rejected: Counter = field(default_factory=Counter)
 
     def check(self, text: str, finish_reason: str) -> str | None:
@@ -163,10 +157,8 @@ def expand(
 ) -> tuple[dict[tuple[str, str], list[str]], Counter]:
     """New prompts per (language, category) until ``quota`` each (or ``max_rounds``). Returns them and the
     rejection counts (``accepted`` included)."""
-    from moss_data.corpus.langid import LanguageRouter
-
     rng = random.Random(seed)
-    router = LanguageRouter()
+    router = LanguageIdentifier()
     counts: Counter = Counter()
     accepted: dict[tuple[str, str], list[str]] = {key: [] for key in seeds}
     filters = {}

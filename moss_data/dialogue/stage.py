@@ -1,14 +1,13 @@
 """The dialogue recipe: seeds -> self-instruct prompts -> multi-turn conversations -> dialogue shards.
 
 Resumable at every step: accepted prompts are kept in ``prompts.jsonl`` (written once, atomically), conversations
-in the shard store (see :mod:`moss_data.dialogue.shards`), keyed by deterministic conversation ids, so a run killed
+in the shard store (see :mod:`moss_data.io.conversations`), keyed by deterministic conversation ids, so a run killed
 at any point (kill -9 included) continues where it stopped without duplicates or losses.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +15,11 @@ import orjson
 from loguru import logger
 from pydantic import Field
 
-from moss_data.dialogue.backends import BackendConfig, SamplingParams, build_backend
+from moss_data.llm import Backend, BackendConfig, SamplingParams, build_backend
 from moss_data.dialogue.conversation import Job, draw_turns, run_conversations, template_hash
 from moss_data.dialogue.selfinstruct import SelfInstructConfig, expand, load_seeds
-from moss_data.dialogue.shards import ShardStore
+from moss_data.io.conversations import ShardStore
+from moss_data.io.atomic import StageRun, atomic_write, atomic_write_text, config_hash
 from moss_data.recipe import StrictModel
 
 CATEGORIES = ("writing", "role-play", "code", "brainstorming", "complex instruction", "honest", "harmless")
@@ -62,16 +62,29 @@ def _slug(text: str) -> str:
     return text.replace(" ", "_")
 
 
-def prepare_prompts(recipe: DialogueRecipe, backend) -> list[dict]:
+def prompt_settings(recipe: DialogueRecipe) -> dict:
+    """What the planned prompts (and so the conversation ids) depend on."""
+    return {"languages": recipe.languages, "categories": recipe.categories,
+            "conversations_per_category": recipe.conversations_per_category,
+            "self_instruct": recipe.self_instruct.model_dump(mode="json"), "seed": recipe.seed}
+
+
+def prepare_prompts(recipe: DialogueRecipe, backend: Backend) -> list[dict]:
+    """The planned conversations' first prompts, made once per prompt settings (``prompts.jsonl``)."""
     path = recipe.output_dir / "prompts.jsonl"
-    if path.exists():
+    run = StageRun(recipe.output_dir / "prompts.manifest.json", settings=config_hash(prompt_settings(recipe)))
+    if run.done() is not None and path.exists():
         return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    if run.load() is not None:
+        raise RuntimeError(f"{recipe.output_dir}: its conversations were planned with other prompt settings "
+                           "(languages, categories, conversations_per_category, self_instruct, seed); use a new "
+                           "output_dir, or delete this one to start over")
     seeds = load_seeds(recipe.prompts_dir / "seeds", recipe.languages, recipe.categories)
     n = recipe.conversations_per_category
     if recipe.self_instruct.enabled:
         template = (recipe.prompts_dir / "self_instruct.txt").read_text(encoding="utf-8")
         generated, counts = expand(backend, seeds, n, recipe.self_instruct, template, recipe.seed)
-        (recipe.output_dir / "self_instruct_stats.json").write_text(json.dumps(dict(counts), indent=2))
+        atomic_write_text(recipe.output_dir / "self_instruct_stats.json", json.dumps(dict(counts), indent=2))
         logger.info(f"self-instruct: {dict(counts)}")
     else:
         generated = {key: pool[:n] for key, pool in seeds.items()}
@@ -85,9 +98,8 @@ def prepare_prompts(recipe: DialogueRecipe, backend) -> list[dict]:
         for i, (prompt, source) in enumerate(zip(prompts[:n], sources)):
             items.append({"conversation_id": f"{language}-{_slug(category)}-{i:06d}", "language": language,
                           "category": category, "prompt": prompt, "prompt_source": source})
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(b"".join(orjson.dumps(it) + b"\n" for it in items))
-    os.replace(tmp, path)
+    atomic_write(path, b"".join(orjson.dumps(it) + b"\n" for it in items))
+    run.finish({"prompts": len(items)})
     return items
 
 
@@ -104,7 +116,7 @@ def run_tool_traces(recipe: DialogueRecipe, backend, store: ShardStore, provenan
     prompts = load_tool_prompts(recipe.prompts_dir / cfg.prompts_file)
     generator = ToolTraceGenerator(backend, recipe.prompts_dir, index, cfg.sampling, cfg.attempts)
     stats = generator.run(prompts, store, provenance)
-    (recipe.output_dir / "tool_trace_stats.json").write_text(json.dumps(dict(sorted(stats.items())), indent=2))
+    atomic_write_text(recipe.output_dir / "tool_trace_stats.json", json.dumps(dict(sorted(stats.items())), indent=2))
     logger.info(f"tool traces: {dict(stats)}")
 
 
@@ -133,5 +145,5 @@ def run_dialogues(recipe: DialogueRecipe) -> dict:
     if recipe.tool_traces.enabled:
         run_tool_traces(recipe, backend, store, provenance)
     summary = {"planned": len(items), **store.counts()}
-    (recipe.output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(recipe.output_dir / "summary.json", json.dumps(summary, indent=2))
     return summary

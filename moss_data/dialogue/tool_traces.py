@@ -30,11 +30,11 @@ from pathlib import Path
 
 import orjson
 
-from moss_data.corpus.langid import LanguageRouter
-from moss_data.dialogue.backends import Backend, SamplingParams
-from moss_data.dialogue.conversation import check_output
-from moss_data.dialogue.selfinstruct import LANGUAGE_NAMES
-from moss_data.dialogue.shards import ShardStore
+from moss_data.text.langid import LanguageIdentifier
+from moss_data.llm import Backend, SamplingParams
+from moss_data.llm.checks import check_output
+from moss_data.text.scripts import LANGUAGE_NAMES
+from moss_data.io.conversations import ShardStore
 from moss_data.formats import Capabilities, CommandSyntaxError, Conversation, Turn, parse_commands
 from moss_data.tools.registry import ToolRegistry
 from moss_data.tools.search import SearchIndex
@@ -191,7 +191,7 @@ class ToolTraceGenerator:
         self.reply_template = (prompts_dir / "tool_reply.txt").read_text(encoding="utf-8")
         self.examples = load_examples(prompts_dir / "tool_examples.json")
         self.stats: Counter = Counter()
-        self.router = LanguageRouter()
+        self.router = LanguageIdentifier()
 
     def run(self, prompts: list[ToolPrompt], store: ShardStore, provenance: dict) -> Counter:
         done = store.done_ids()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moss_data.dialogue.backends import Backend, SamplingParams
+from moss_data.llm import Backend, SamplingParams
 from moss_data.feedback.rubric import (ASPECTS, JUDGEMENT_SCHEMA, Judgement, JudgementError, first_json_object,
                                       load_json_object, parse_judgement, parse_verdict)
 

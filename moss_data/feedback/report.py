@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from moss_data.io.atomic import atomic_write_text
+
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
@@ -55,4 +57,4 @@ def write_report(out: Path, s: dict) -> None:
     lines += ["| tag | responses |", "|---|---|", *[f"| {k} | {v} |" for k, v in dist.items()], "",
               f"Tag source: {s['tags']['source']}; untagged share target {s['tags']['untagged_share_target']}. "
               f"Tagged conversations written: {s['tagged_conversations']}.", "", "![tags](tags.png)", ""]
-    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_text(out / "report.md", "\n".join(lines))

@@ -14,6 +14,7 @@ from loguru import logger
 from pydantic import Field
 from tqdm import tqdm
 
+from moss_data.io.atomic import StageRun, atomic_folder, config_hash
 from moss_data.recipe import StrictModel
 
 
@@ -59,7 +60,7 @@ def train_reward_model(pairs: list[dict], out_dir: Path, cfg: RewardModelConfig)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from moss_data.dialogue.models import local_smollm2
+    from moss_data.llm.models import local_smollm2
 
     base = Path(cfg.base_model) if cfg.base_model else local_smollm2()
     tokenizer = AutoTokenizer.from_pretrained(str(base))
@@ -90,8 +91,9 @@ def train_reward_model(pairs: list[dict], out_dir: Path, cfg: RewardModelConfig)
     result = trainer.train()
     logger.info(f"reward model: {cfg.max_steps} steps on {len(pairs)} pairs, final train loss {result.training_loss:.4f}")
     model_dir = out_dir / "model"
-    trainer.save_model(str(model_dir))
-    tokenizer.save_pretrained(str(model_dir))
+    with atomic_folder(model_dir) as tmp:
+        trainer.save_model(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
     return model_dir
 
 
@@ -142,3 +144,39 @@ class RewardScorer:
         chosen = self.score(prompts, [p["chosen"][0]["content"] for p in pairs])
         rejected = self.score(prompts, [p["rejected"][0]["content"] for p in pairs])
         return sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)
+
+
+def reward_model_for(pairs: list[dict], out_dir: Path, cfg: RewardModelConfig, external_sets: list[Path],
+                     external_limit: int) -> RewardScorer | None:
+    """The reward model of these pairs: trained on the training split (unless ``out_dir`` holds one trained on the
+    same pairs with the same settings), with its agreement figures in ``.figures``. None, with a warning, when it is
+    disabled or cannot be trained (the tags then come from the judge)."""
+    from moss_data.feedback.external import load_preference_pairs
+
+    train = [p for p in pairs if p["split"] == "train"]
+    if not cfg.enabled or len(train) < cfg.min_pairs:
+        logger.warning(f"feedback: {len(train)} training pairs (< {cfg.min_pairs}): no reward model; tags come "
+                       "from the judge")
+        return None
+    model_dir = out_dir / "model"
+    run = StageRun(out_dir / "manifest.json", pairs=config_hash(train), config=config_hash(cfg))
+    if run.done() is None or not (model_dir / "config.json").exists():
+        try:
+            train_reward_model(train, out_dir, cfg)
+        except RewardModelSkipped as e:
+            logger.warning(f"feedback: no reward model ({e}); tags come from the judge")
+            return None
+        run.finish({"model": "model", "train_pairs": len(train)})
+    present = [p for p in external_sets if Path(p).exists()]
+    for missing in set(external_sets) - set(present):
+        logger.warning(f"feedback: external preference set {missing} not found (`moss-data fetch-preference-sets` "
+                       "gets it); its agreement figure is left out")
+    scorer = RewardScorer(model_dir, max_length=cfg.max_length)
+    scorer.figures = {
+        "train_pairs": len(train),
+        "agreement_train": scorer.agreement(train),
+        "heldout_pairs": len(pairs) - len(train),
+        "agreement_heldout": scorer.agreement([p for p in pairs if p["split"] == "heldout"]),
+        "external": {str(path): scorer.agreement(load_preference_pairs(path, external_limit)) for path in present},
+    }
+    return scorer

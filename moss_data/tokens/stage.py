@@ -14,36 +14,15 @@ import math
 from pathlib import Path
 
 import numpy as np
-import orjson
 import xxhash
 from loguru import logger
-from pydantic import Field
 from tqdm import tqdm
 
-from moss_data.corpus.shards import iter_documents
-from moss_data.dedup.lineage import file_sha256
-from moss_data.recipe import StrictModel
-from moss_data.tokens.shards import ShardWriter, TokenShard, token_dtype
+from moss_data.io.atomic import StageRun, config_hash, input_fingerprint
+from moss_data.io.documents import document_files, iter_documents, routes_in
+from moss_data.io.tokens import ShardWriter, TokenCorpus, token_dtype
+from moss_data.tokens.config import MixConfig, TokenizeConfig
 from moss_data.tokens.tokenizer import EOD, load_tokenizer, train_tokenizer
-
-
-class TokenizeConfig(StrictModel):
-    enabled: bool = True
-    tokenizer_path: str | None = Field(None, description="a local tokenizer.json to use; default: train one here")
-    vocab_size: int = Field(16384, ge=300)
-    train_chars_per_route: int = Field(20_000_000, description="characters of each route the trainer sees")
-    batch_size: int = 256
-
-
-class MixConfig(StrictModel):
-    enabled: bool = True
-    ratios: dict[str, float] = Field(
-        default_factory=lambda: {"en": 360.0, "zh": 100.0, "code": 220.0},
-        description="target token ratio per route (MOSS: 360B en : 100B zh : 220B code)",
-    )
-    target_tokens: int | None = Field(None, description="default: the largest mix that repeats no route")
-    max_repeats: float = Field(4.0, ge=1, description="no route is repeated more than this; the report shows the shortfall")
-    seed: int = 0
 
 
 def _route_texts(docs_dir: Path, route: str, limit_chars: int):
@@ -55,44 +34,44 @@ def _route_texts(docs_dir: Path, route: str, limit_chars: int):
         yield d["text"]
 
 
-def _folder_hash(folder: Path) -> str:
-    h = xxhash.xxh3_128()
-    for f in sorted(folder.glob("*.jsonl.gz")):
-        h.update(f.name.encode() + b"\0" + file_sha256(f).encode())
-    return h.hexdigest()
-
-
 def run_tokenize(docs_dir: Path, out: Path, cfg: TokenizeConfig) -> dict:
-    routes = sorted(p.name for p in docs_dir.iterdir() if p.is_dir())
+    """Trains the tokenizer (unless one is given) and encodes each route into its token shard. Each part is skipped
+    when its manifest shows it was made from the same documents with the same settings."""
+    routes = routes_in(docs_dir)
     if not routes:
         raise FileNotFoundError(f"tokenize: no routes under {docs_dir}")
-    if cfg.tokenizer_path:
-        tok_path = Path(cfg.tokenizer_path)
-    else:
-        tok_path = out / "tokenizer" / "tokenizer.json"
-        if not tok_path.exists():
-            logger.info(f"tokenize: training a {cfg.vocab_size}-token byte-level BPE on {routes}")
-            texts = (t for r in routes for t in _route_texts(docs_dir, r, cfg.train_chars_per_route))
-            train_tokenizer(texts, cfg.vocab_size, tok_path)
+    corpus = TokenCorpus(out)
+    tok_path = Path(cfg.tokenizer_path) if cfg.tokenizer_path else _trained_tokenizer(docs_dir, routes, corpus, cfg)
     tok = load_tokenizer(tok_path)
     tok_hash = xxhash.xxh3_64_hexdigest(tok_path.read_bytes())
     eod = tok.token_to_id(EOD)
     dtype = token_dtype(tok.get_vocab_size())
     manifest = {"tokenizer": str(tok_path), "tokenizer_hash": tok_hash, "vocab_size": tok.get_vocab_size(), "routes": {}}
     for route in routes:
-        shard_path = out / "tokens" / route / "part_00000"
-        source_hash = _folder_hash(docs_dir / route)
-        if shard_path.with_suffix(".json").exists():
-            meta = orjson.loads(shard_path.with_suffix(".json").read_bytes())
-            if meta["tokenizer_hash"] == tok_hash and meta.get("source_hash") == source_hash:
-                manifest["routes"][route] = meta  # same documents, same tokenizer: done before
-                continue
-        manifest["routes"][route] = _tokenize_route(
-            docs_dir / route, ShardWriter(shard_path, dtype, tok_hash, source_hash=source_hash), tok, eod,
-            cfg.batch_size, desc=f"tokenize {route}",
-        )
-    (out / "tokens" / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        shard_path = corpus.shard_path(route)
+        files = document_files(docs_dir / route)
+        run = StageRun(shard_path.with_suffix(".json"), tokenizer=tok_hash, input=input_fingerprint(files, docs_dir))
+        meta = run.done()  # same documents, same tokenizer: done before
+        if meta is None:
+            meta = _tokenize_route(docs_dir / route, ShardWriter(shard_path, dtype, run.key), tok, eod, cfg.batch_size,
+                                   desc=f"tokenize {route}")
+        manifest["routes"][route] = meta
+    corpus.write_manifest(manifest)
     return manifest
+
+
+def _trained_tokenizer(docs_dir: Path, routes: list[str], corpus: TokenCorpus, cfg: TokenizeConfig) -> Path:
+    """The corpus's own BPE, trained again only when its documents or settings changed."""
+    files = document_files(docs_dir)
+    settings = {"vocab_size": cfg.vocab_size, "train_chars_per_route": cfg.train_chars_per_route, "routes": routes}
+    run = StageRun(corpus.tokenizer_path.with_name("manifest.json"), config=config_hash(settings),
+                   input=input_fingerprint(files, docs_dir))
+    if run.done() is None or not corpus.tokenizer_path.exists():
+        logger.info(f"tokenize: training a {cfg.vocab_size}-token byte-level BPE on {routes}")
+        texts = (t for r in routes for t in _route_texts(docs_dir, r, cfg.train_chars_per_route))
+        train_tokenizer(texts, cfg.vocab_size, corpus.tokenizer_path)
+        run.finish({"tokenizer": corpus.tokenizer_path.name})
+    return corpus.tokenizer_path
 
 
 def _tokenize_route(folder: Path, writer: ShardWriter, tok, eod: int, batch_size: int, desc: str) -> dict:
@@ -103,7 +82,7 @@ def _tokenize_route(folder: Path, writer: ShardWriter, tok, eod: int, batch_size
         for d, enc in zip(batch, tok.encode_batch([d["text"] for d in batch]), strict=True):
             writer.add(enc.ids + [eod])
             uids.append(d["metadata"].get("doc_uid", d["id"]))
-    writer.path.with_suffix(".uids").write_text("\n".join(uids) + "\n")
+    writer.write_uids(uids)
     return writer.close()
 
 
@@ -132,7 +111,13 @@ def _fill(lengths: np.ndarray, budget: float, rng: np.random.Generator) -> np.nd
 
 
 def run_mix(out: Path, cfg: MixConfig) -> dict:
-    shards = {r: TokenShard.open(out / "tokens" / r / "part_00000") for r in cfg.ratios if (out / "tokens" / r / "part_00000.json").exists()}
+    """The mix index over the token shards; skipped when the shards and the settings are those of the last mix."""
+    corpus = TokenCorpus(out)
+    shards = corpus.open_shards([r for r in cfg.ratios if r in corpus.routes()])
+    run = StageRun(corpus.mix_manifest_path, config=config_hash(cfg),
+                   shards=config_hash({r: s.meta.get("key") for r, s in shards.items()}))
+    if (done := run.done()) is not None:
+        return done
     available = {r: int(s.lengths().sum()) for r, s in shards.items()}
     repeats = plan_mix(available, cfg)
     rng = np.random.default_rng(cfg.seed)
@@ -150,11 +135,10 @@ def run_mix(out: Path, cfg: MixConfig) -> dict:
         picks.append(np.stack([np.full(len(chosen), ri), chosen], axis=1))
     index = np.concatenate(picks)
     index = index[rng.permutation(len(index))]
-    (out / "mix").mkdir(parents=True, exist_ok=True)
-    np.save(out / "mix" / "index.npy", index.astype(np.int64))
     total = sum(mixed.values())
     target_total = sum(cfg.ratios[r] for r in route_names)
-    manifest = {
+    corpus.write_mix_index(index)  # before the manifest: a manifest always names a complete index
+    return run.finish({
         "routes": route_names,
         "index": "index.npy: rows of (route position in `routes`, document index in tokens/<route>/part_00000)",
         "target_ratio": {r: cfg.ratios[r] / target_total for r in route_names},
@@ -163,6 +147,4 @@ def run_mix(out: Path, cfg: MixConfig) -> dict:
         "mixed_tokens": mixed,
         "repeats": {r: round(repeats[r], 4) for r in route_names},
         "documents": int(len(index)),
-    }
-    (out / "mix" / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-    return manifest
+    })

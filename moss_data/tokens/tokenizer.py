@@ -11,6 +11,8 @@ from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+from moss_data.io.atomic import atomic_write
+
 EOD = "<|endoftext|>"
 SPECIAL_TOKENS = [EOD, "<eoh>", "<eot>", "<eoc>", "<eor>", "<eom>"]
 
@@ -27,8 +29,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out: Path) -> Tokeniz
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tok.save(str(out))
+    atomic_write(out, tok.to_str().encode("utf-8"))  # a kill mid-save must not leave a broken tokenizer behind
     return tok
 
 

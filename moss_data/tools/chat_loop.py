@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from moss_data.dialogue.backends import Backend, Generation, SamplingParams
+from moss_data.llm import Backend, Generation, SamplingParams
 from moss_data.formats import (Capabilities, CommandSyntaxError, Turn, meta_instruction, parse_commands,
                                quality_tag)
 from moss_data.tools.registry import ToolRegistry, TurnResults

@@ -8,15 +8,14 @@ and prose (see tests/test_filters.py), where the English word-based rules would 
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from moss_data.recipe import StrictModel
+from moss_data.text.scripts import CJK
 
-CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]")
 # High-frequency function characters of modern written Chinese (the role English stop words play in Gopher).
 STOP_CHARS = frozenset("的了是在和有我不这也就人都一个上们到说要以会对可他她你为地得着与及等把被从而或之其所")
 TERMINAL_PUNCT = tuple("。！？；…」』”）.!?;:：")

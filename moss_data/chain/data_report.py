@@ -17,8 +17,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from moss_data.corpus.report import markdown_table  # noqa: E402
-from moss_data.tokens.shards import TokenShard  # noqa: E402
+from moss_data.chain.layout import ChainLayout  # noqa: E402
+from moss_data.dedup.stage import manifest_path as dedup_manifest_path  # noqa: E402
+from moss_data.io.atomic import atomic_write_text  # noqa: E402
+from moss_data.io.tokens import TokenCorpus  # noqa: E402
+from moss_data.tables import markdown_table  # noqa: E402
 
 
 def _save(fig, path: Path, alt: str) -> str:
@@ -31,11 +34,12 @@ def _save(fig, path: Path, alt: str) -> str:
 
 def _removals(out: Path) -> pl.DataFrame:
     rows = []
-    summary = out / "report" / "summary.json"
+    layout = ChainLayout(out)
+    summary = layout.clean_summary
     if summary.exists():
         for r in json.loads(summary.read_text())["removals"]:
             rows.append({"stage": "clean", "route": r["route"], "reason": r["reason"], "documents": r["documents"]})
-    manifest = out / "dedup" / "manifest.json"
+    manifest = dedup_manifest_path(layout.dedup)
     if manifest.exists():
         for r in json.loads(manifest.read_text())["counts"]:
             if r["outcome"] != "kept":
@@ -47,11 +51,12 @@ def _removals(out: Path) -> pl.DataFrame:
 
 
 def write_data_report(out: Path) -> Path:
-    report = out / "report"
+    report = ChainLayout(out).report
     report.mkdir(parents=True, exist_ok=True)
     md = ["# Data report\n"]
 
-    shards = {p.parent.name: TokenShard.open(p.with_suffix("")) for p in sorted((out / "tokens").glob("*/part_00000.json"))}
+    corpus = TokenCorpus(out)
+    shards = corpus.open_shards()
     if shards:
         lengths = pl.DataFrame(
             {"route": [r for r, s in shards.items() for _ in range(len(s))],
@@ -71,9 +76,8 @@ def write_data_report(out: Path) -> Path:
         ax.legend()
         md.append(_save(fig, report / "token_lengths.png", "token lengths"))
 
-    mix_path = out / "mix" / "manifest.json"
-    if mix_path.exists():
-        mix = json.loads(mix_path.read_text())
+    if corpus.mix_manifest_path.exists():
+        mix = corpus.mix_manifest()
         routes = mix["routes"]
         table = pl.DataFrame(
             {"route": routes,
@@ -102,7 +106,7 @@ def write_data_report(out: Path) -> Path:
         ax.set(xlabel="documents", title="removed documents by stage and reason")
         md.append(_save(fig, report / "removals_all.png", "removals"))
 
-    dedup_manifest = out / "dedup" / "manifest.json"
+    dedup_manifest = dedup_manifest_path(ChainLayout(out).dedup)
     if dedup_manifest.exists():
         sizes = json.loads(dedup_manifest.read_text())["cluster_sizes"]
         table = pl.DataFrame({"cluster_size": [int(k) for k in sizes], "clusters": list(sizes.values())}).sort("cluster_size")
@@ -114,5 +118,5 @@ def write_data_report(out: Path) -> Path:
         md.append(_save(fig, report / "dup_clusters.png", "cluster sizes"))
 
     path = report / "data_report.md"
-    path.write_text("".join(md), encoding="utf-8")
+    atomic_write_text(path, "".join(md))
     return path

@@ -5,10 +5,11 @@ and vLLM all load. Nothing is fetched from a hub."""
 from __future__ import annotations
 
 import importlib.util
-import shutil
 from pathlib import Path
 
 from loguru import logger
+
+from moss_data.io.atomic import atomic_folder
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CACHE = Path("data/models/smollm2-135m-instruct")
@@ -41,9 +42,7 @@ def local_smollm2(cache: Path = DEFAULT_CACHE) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = cache.with_name(cache.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)  # left by a conversion that was killed
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(cache)
+    with atomic_folder(cache) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return cache

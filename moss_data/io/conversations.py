@@ -1,4 +1,4 @@
-"""Dialogue shards you can trust: parquet written atomically, a manifest, resume without duplicates, quarantine.
+"""Conversation shards (the dialogue and feedback stages' output, what SFT, DPO, eval and chat read) you can trust: parquet written atomically, a manifest, resume without duplicates, quarantine.
 
 Layout::
 
@@ -14,7 +14,6 @@ nothing is lost and nothing is written twice.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import orjson
@@ -22,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from loguru import logger
 
-from moss_data.dedup.lineage import file_sha256
 from moss_data.formats import Conversation
+from moss_data.io.atomic import atomic_write, file_sha256
 
 SCHEMA = pa.schema(
     [
@@ -43,15 +42,31 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 
+KINDS = ("shards", "quarantine")  # sub-folders: kept conversations, quarantined outputs
+
+
+def manifest_path(folder: Path) -> Path:
+    """The manifest of a conversation folder; it exists once the folder holds shards (of either kind)."""
+    return Path(folder) / "manifest.json"
+
+
+def shards_dir(folder: Path) -> Path:
+    return Path(folder) / "shards"
+
+
+def quarantine_dir(folder: Path) -> Path:
+    return Path(folder) / "quarantine"
+
+
 def read_conversations(folder: Path) -> list[tuple[Conversation, str, dict]]:
     """(conversation, language, provenance) of every kept conversation of a stage output folder (dialogue or
     feedback), in shard order, from the shards its manifest lists."""
-    manifest_path = Path(folder) / "manifest.json"
-    if not manifest_path.exists():
+    manifest = manifest_path(folder)
+    if not manifest.exists():
         raise FileNotFoundError(f"{folder}: no manifest.json; point at a dialogue or feedback output folder "
                                 "(run `just dialogues` / `just feedback` first)")
     out = []
-    for shard in orjson.loads(manifest_path.read_bytes())["shards"]:
+    for shard in orjson.loads(manifest.read_bytes())["shards"]:
         table = pq.read_table(Path(folder) / shard["file"], columns=["moss_record", "language", "provenance"])
         for record, language, prov in zip(*(table.column(c).to_pylist() for c in table.column_names)):
             out.append((Conversation.from_record(orjson.loads(record)), language, orjson.loads(prov)))
@@ -62,11 +77,11 @@ class ShardStore:
     def __init__(self, out: Path, rows_per_shard: int = 500):
         self.out = Path(out)
         self.rows_per_shard = rows_per_shard
-        self.manifest_path = self.out / "manifest.json"
-        (self.out / "shards").mkdir(parents=True, exist_ok=True)
-        (self.out / "quarantine").mkdir(parents=True, exist_ok=True)
+        self.manifest_path = manifest_path(self.out)
+        shards_dir(self.out).mkdir(parents=True, exist_ok=True)
+        quarantine_dir(self.out).mkdir(parents=True, exist_ok=True)
         self.manifest = self._recover()
-        self._buffers: dict[str, list[dict]] = {"shards": [], "quarantine": []}
+        self._buffers: dict[str, list[dict]] = {kind: [] for kind in KINDS}
 
     # -------------------------------------------------------------- state
 
@@ -74,21 +89,21 @@ class ShardStore:
         """Conversation ids already written (kept or quarantined), read from the shards' id column."""
         return {
             cid
-            for kind in ("shards", "quarantine")
+            for kind in KINDS
             for s in self.manifest[kind]
             for cid in pq.read_table(self.out / s["file"], columns=["conversation_id"]).column(0).to_pylist()
         }
 
     def counts(self) -> dict[str, int]:
-        return {kind: sum(s["rows"] for s in self.manifest[kind]) for kind in ("shards", "quarantine")}
+        return {kind: sum(s["rows"] for s in self.manifest[kind]) for kind in KINDS}
 
     def _recover(self) -> dict:
-        manifest = {"shards": [], "quarantine": []}
+        manifest = {kind: [] for kind in KINDS}
         if self.manifest_path.exists():
             manifest = orjson.loads(self.manifest_path.read_bytes())
-        for kind in ("shards", "quarantine"):
+        for kind in KINDS:
             listed = {s["file"] for s in manifest[kind]}
-            for tmp in (self.out / kind).glob("*.tmp"):
+            for tmp in (self.out / kind).glob("*.tmp"):  # a write cut short by a kill
                 tmp.unlink()
             for path in sorted((self.out / kind).glob("part_*.parquet")):
                 name = f"{kind}/{path.name}"
@@ -135,7 +150,7 @@ class ShardStore:
             self._flush(kind)
 
     def flush(self) -> None:
-        for kind in ("shards", "quarantine"):
+        for kind in KINDS:
             self._flush(kind)
 
     def _flush(self, kind: str) -> None:
@@ -145,11 +160,7 @@ class ShardStore:
         schema = SCHEMA if kind == "shards" else QUARANTINE_SCHEMA
         index = len(self.manifest[kind])
         path = self.out / kind / f"part_{index:05d}.parquet"
-        tmp = path.with_suffix(".parquet.tmp")
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        tmp.rename(path)
+        atomic_write(path, _parquet_bytes(pa.Table.from_pylist(rows, schema=schema)))
         self.manifest[kind].append(self._entry(path, kind, len(rows)))
         self._write_manifest(self.manifest)
         self._buffers[kind] = []
@@ -158,6 +169,10 @@ class ShardStore:
         return {"file": f"{kind}/{path.name}", "rows": rows, "sha256": file_sha256(path)}
 
     def _write_manifest(self, manifest: dict) -> None:
-        tmp = self.manifest_path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(manifest))
-        os.replace(tmp, self.manifest_path)
+        atomic_write(self.manifest_path, orjson.dumps(manifest))
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()

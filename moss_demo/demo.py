@@ -1,4 +1,4 @@
-"""The end-to-end demo (`just demo`): the whole chain on the embedded default, on a 2-core CPU, with a summary.
+"""The end-to-end demo (`just demo`, ``python -m moss_demo.demo``): the whole chain on the embedded default, on a 2-core CPU, with a summary.
 
 corpus -> token shards -> pretrain a tiny model; dialogues -> feedback -> quality-tag conditioned SFT and DPO of
 SmolLM2-135M -> a scripted chat turn that calls the calculator. Each step is the same code the `just` recipes
@@ -14,7 +14,11 @@ from pathlib import Path
 
 from loguru import logger
 
+from moss_data.io.atomic import atomic_write_text
+from moss_data.io.pairs import count_pairs
+from moss_data.io.tokens import TokenCorpus
 from moss_data.recipe import load_recipe
+from moss_train.config import final_dir, summary_path
 
 OUT = Path("data/demo")
 
@@ -28,12 +32,12 @@ def _timed(name: str, steps: list[dict], fn):
 
 
 def corpus_step() -> dict:
-    from moss_data.corpus.config import CorpusRecipe
-    from moss_data.corpus.pipeline import run_corpus
+    from moss_data.chain.recipe import CorpusRecipe
+    from moss_data.chain.run import run_corpus
 
     cfg = load_recipe(Path("recipes/corpus/sample.yaml"), CorpusRecipe)
     run_corpus(cfg)
-    mix = json.loads((cfg.output_dir / "mix" / "manifest.json").read_text())
+    mix = TokenCorpus(cfg.output_dir).mix_manifest()
     return {"figures": f"mixed tokens {sum(mix['mixed_tokens'].values())}, ratio "
                        + " / ".join(f"{r} {v:.2f}" for r, v in mix["achieved_ratio"].items())}
 
@@ -72,31 +76,30 @@ def sft_step() -> dict:
 
     cfg = load_recipe(Path("recipes/train/sft_demo.yaml"), SFTRecipe)
     run_sft(cfg)
-    s = json.loads((cfg.output_dir / "train_summary.json").read_text())
+    s = json.loads(summary_path(cfg.output_dir).read_text())
     return {"figures": f"{s['steps']} steps, loss {s['train_loss']:.3f} ({s['loss_mask']} mask)"}
 
 
 def dpo_step() -> dict:
-    import pyarrow.parquet as pq
-
     from moss_train.dpo import DPORecipe, run_dpo
 
     cfg = load_recipe(Path("recipes/train/dpo_demo.yaml"), DPORecipe)
-    pairs = pq.read_table(cfg.feedback_dir / "pairs" / "train.parquet").num_rows
+    pairs = count_pairs(cfg.feedback_dir)
     if not pairs:
         return {"figures": "skipped: the judge produced no training pair with a score margin"}
     run_dpo(cfg)
-    s = json.loads((cfg.output_dir / "train_summary.json").read_text())
+    s = json.loads(summary_path(cfg.output_dir).read_text())
     return {"figures": f"{s['steps']} steps on {pairs} pairs, loss {s['train_loss']:.3f}"}
 
 
 def chat_step() -> dict:
-    from moss_data.dialogue.backends import SamplingParams, TransformersBackend
+    from moss_data.llm import SamplingParams
+    from moss_data.llm.transformers_backend import TransformersBackend
     from moss_data.formats import Capabilities, Command, Turn
     from moss_data.tools.chat_loop import MossChat
     from moss_data.tools.registry import ToolRegistry
 
-    model = OUT / "dpo" / "final" if (OUT / "dpo" / "final").exists() else OUT / "sft" / "final"
+    model = final_dir(OUT / "dpo") if final_dir(OUT / "dpo").exists() else final_dir(OUT / "sft")
     caps = Capabilities(calculator=True)
     registry = ToolRegistry(caps)
     chat = MossChat(TransformersBackend(model, batch_size=1), caps, registry,
@@ -123,8 +126,8 @@ def main() -> None:
     lines = ["# Demo summary", "", "| step | seconds | figures |", "|---|---|---|",
              *[f"| {s['step']} | {s['seconds']} | {s['figures']} |" for s in steps], "",
              f"Total: {total} s. Outputs under data/sample/corpus and data/demo/."]
-    (OUT / "summary.md").write_text("\n".join(lines) + "\n")
-    (OUT / "summary.json").write_text(json.dumps({"steps": steps, "total_seconds": total}, indent=2))
+    atomic_write_text(OUT / "summary.md", "\n".join(lines) + "\n")
+    atomic_write_text(OUT / "summary.json", json.dumps({"steps": steps, "total_seconds": total}, indent=2))
     print("\n".join(lines))
 
 

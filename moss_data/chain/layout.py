@@ -1,0 +1,42 @@
+"""The corpus chain's output folder, spelled once: which stage writes where."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from moss_data.corpus.layout import CleanLayout
+from moss_data.dedup.stage import kept_dir
+
+
+@dataclass(frozen=True)
+class ChainLayout:
+    root: Path
+
+    @property
+    def clean(self) -> Path:
+        """Clean stage: its document folder (the stage's whole layout: :class:`CleanLayout`)."""
+        return CleanLayout(self.root).clean
+
+    @property
+    def dedup(self) -> Path:
+        """Dedup stage output: ``kept/`` and ``removed/`` document folders, ``removals.json``, ``manifest.json``."""
+        return Path(self.root) / "dedup"
+
+    @property
+    def dedup_kept(self) -> Path:
+        return kept_dir(self.dedup)
+
+    @property
+    def report(self) -> Path:
+        """Clean-stage report (``report.md``, ``summary.json``, ``stats.json``) and the data report."""
+        return CleanLayout(self.root).report
+
+    @property
+    def clean_summary(self) -> Path:
+        """The clean stage's report tables as data (removals by route, step and reason; kept documents; ...)."""
+        return CleanLayout(self.root).summary
+
+    def logs(self, source: str) -> Path:
+        """datatrove's logging folder of one source's clean pipeline (stats, completions)."""
+        return CleanLayout(self.root).logs(source)

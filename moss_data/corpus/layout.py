@@ -1,0 +1,41 @@
+"""The clean stage's output folder, spelled once::
+
+    clean/<route>/<source>_<rank>.jsonl.gz     kept documents (a document folder), route in {en, zh, code, other}
+    excluded/<source>/<step>_<rank>.jsonl.gz   every removed document, metadata.filter_reason says why
+    skipped/<source>_<rank>.jsonl              records the readers could not turn into documents, with reasons
+    logs/<source>/                             datatrove logs, per-task stats and completion markers (resume)
+    report/                                    merged stats (stats.json), summary.json, report.md, removals.png
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CleanLayout:
+    root: Path
+
+    @property
+    def clean(self) -> Path:
+        return Path(self.root) / "clean"
+
+    @property
+    def excluded(self) -> Path:
+        return Path(self.root) / "excluded"
+
+    @property
+    def skipped(self) -> Path:
+        return Path(self.root) / "skipped"
+
+    @property
+    def report(self) -> Path:
+        return Path(self.root) / "report"
+
+    @property
+    def summary(self) -> Path:
+        return self.report / "summary.json"
+
+    def logs(self, source: str) -> Path:
+        return Path(self.root) / "logs" / source

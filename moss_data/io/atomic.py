@@ -1,0 +1,118 @@
+"""Writing hand-off files so that a reader never sees half of one, fingerprints of inputs, and "skip if done".
+
+Every stage writes through these helpers:
+
+- :func:`atomic_write` / :func:`atomic_write_json`: a temporary file beside the target, fsynced, then renamed over it.
+- :func:`atomic_folder`: a folder built under ``<name>.partial`` and renamed into place when complete (a killed
+  build leaves only the ``.partial``, which the next build removes).
+- :func:`input_fingerprint`: names, sizes and content hashes of a set of files; any change to the input changes it.
+- :class:`StageRun`: a stage's ``manifest.json`` carries the *key* of what produced it (config hash, input
+  fingerprint, ...). ``done()`` returns the manifest only when the key matches: a changed config or input redoes the
+  stage, an unchanged one is skipped. ``finish()`` writes the manifest atomically, last, so a manifest exists only
+  for complete work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import xxhash
+from loguru import logger
+from pydantic import BaseModel
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` so that ``path`` holds either its old content or all of ``data``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj, indent: bool = True) -> None:
+    atomic_write(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2 if indent else 0))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Yields ``<path>.partial`` to build in; on success replaces ``path`` with it, on error removes it."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a build that was killed
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def input_fingerprint(files: list[Path], root: Path) -> str:
+    """Names (relative to ``root``), sizes and content hashes of the input files: any change to them changes it."""
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(f"{Path(f).relative_to(root)}\0{Path(f).stat().st_size}\0{file_sha256(f)}\n".encode())
+    return h.hexdigest()
+
+
+def config_hash(config: BaseModel | dict | list) -> str:
+    """A stable hash of a config model (or plain data): part of a stage's key."""
+    data = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+    return xxhash.xxh3_64_hexdigest(orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+
+
+class StageRun:
+    """The completion record of one stage (or one unit of a stage) in ``manifest_path``.
+
+    ``key`` says what the output was made from; the manifest stores it under ``"key"``. A run whose key differs from
+    the stored one is not done, so it is redone (and the log says which part of the key changed)."""
+
+    def __init__(self, manifest_path: Path, **key: str | int | float | None):
+        self.manifest_path = Path(manifest_path)
+        self.key = key
+
+    def load(self) -> dict | None:
+        if not self.manifest_path.exists():
+            return None
+        return orjson.loads(self.manifest_path.read_bytes())
+
+    def done(self) -> dict | None:
+        """The stored manifest if it was made with this key, else None."""
+        manifest = self.load()
+        if manifest is None:
+            return None
+        stored = manifest.get("key", {})
+        if stored == self.key:
+            return manifest
+        changed = sorted(k for k in self.key.keys() | stored.keys() if stored.get(k) != self.key.get(k))
+        logger.info(f"{self.manifest_path}: redoing, changed since the last run: {', '.join(changed)}")
+        return None
+
+    def finish(self, manifest: dict) -> dict:
+        manifest = {"key": self.key, **manifest}
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
