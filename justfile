@@ -77,3 +77,11 @@ train-gpu task recipe zero="zero2":
 # dialogue pipeline overhead vs the raw backend, and a GPU-hour projection for 1.1M conversations
 bench-dialogue:
     python -m moss_data.bench.dialogue --out data/bench
+
+# the corpus chain at 10k/100k/1M documents of resampled real text: time and peak memory per job, fit, projection
+bench-scale sizes="10000,100000,1000000":
+    python -m moss_data.bench.scale --out data/bench --sizes {{sizes}}
+
+# where a submitted corpus chain stands (Slurm job states, tasks done per job); --wait polls until it ends
+corpus-status recipe *args:
+    moss-data corpus-status {{recipe}} {{args}}

@@ -40,19 +40,61 @@ def sample(
 
 @app.command()
 def corpus(recipe: RecipeArg, set_: SetOpt = None):
-    """Run a corpus recipe: clean -> dedup -> token shards -> mix, with reports (re-running resumes)."""
-    from moss_data.chain.run import run_corpus
+    """Run a corpus recipe: clean -> dedup -> token shards -> mix -> reports (re-running resumes). On Slurm it
+    submits the whole chain and returns with the job ids: follow it with `moss-data corpus-status RECIPE`."""
+    from moss_data.chain.run import ChainError, run_corpus
 
     cfg = _load_corpus_recipe(recipe, set_)
-    report = run_corpus(cfg)
+    try:
+        report = run_corpus(cfg)
+    except ChainError as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    if cfg.executor.kind == "slurm":
+        _print_status(cfg)
+        typer.echo(f"submitted; follow it with: moss-data corpus-status {recipe} [--wait]")
+        return
     for name in ("report.md", "data_report.md"):
         if (report / name).exists():
             typer.echo((report / name).read_text(encoding="utf-8"))
 
 
+def _print_status(cfg) -> str:
+    from moss_data.chain.status import chain_state, chain_status
+
+    statuses = chain_status(cfg)
+    typer.echo(f"{'job':<28} {'tasks':>11}  {'slurm job':<10} state")
+    for s in statuses:
+        typer.echo(f"{s.name:<28} {s.completed:>5}/{s.tasks:<5}  {s.slurm_job_id or '-':<10} {s.state}")
+    state = chain_state(statuses)
+    typer.echo(f"chain: {state}")
+    return state
+
+
+@app.command("corpus-status")
+def corpus_status(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    wait: Annotated[bool, typer.Option(help="poll until the chain is done or failed")] = False,
+    timeout: Annotated[float, typer.Option(help="with --wait: give up after this many seconds")] = 86_400,
+    poll: Annotated[float, typer.Option(help="with --wait: seconds between polls")] = 10,
+):
+    """Where a corpus chain stands: tasks done per job, Slurm job states. Exit code 0 done, 1 failed, 3 otherwise."""
+    import time
+
+    cfg = _load_corpus_recipe(recipe, set_)
+    deadline = time.monotonic() + timeout
+    while True:
+        state = _print_status(cfg)
+        if state in ("done", "failed") or not wait or time.monotonic() > deadline:
+            break
+        time.sleep(poll)
+    raise typer.Exit({"done": 0, "failed": 1}.get(state, 3))
+
+
 @app.command("corpus-report")
 def corpus_report(recipe: RecipeArg, set_: SetOpt = None):
-    """(Re)write the merged stats and report of a corpus run, e.g. after Slurm jobs finished."""
+    """(Re)write the clean stage's merged stats and report of a corpus run (the chain's last job writes it too)."""
     from moss_data.corpus.report import write_report
 
     cfg = _load_corpus_recipe(recipe, set_)

@@ -6,17 +6,41 @@ not silently fall back to a default), and errors name the key path, e.g. ``filte
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, ValidationError
 
 
 class StrictModel(BaseModel):
     """Base for every config model: unknown keys are rejected, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _local_path_or_url(value) -> Path | str:
+    """A local folder becomes a Path; an fsspec URL (``s3://...``) stays the exact string (a Path would turn
+    ``s3://b`` into ``s3:/b``); ``file://`` URLs are local folders."""
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a folder path or URL, got {value!r}")
+    if _URL.match(value):
+        return Path(value[len("file://"):]) if value.startswith("file://") else value
+    return Path(value)
+
+
+# A recipe field naming a folder that may live on a remote filesystem (fsspec / datatrove DataFolder).
+DataPath = Annotated[Union[Path, str], PlainValidator(_local_path_or_url), PlainSerializer(str, return_type=str)]
+
+
+def is_url(path: Path | str) -> bool:
+    return isinstance(path, str) and bool(_URL.match(path))
 
 
 class RecipeError(ValueError):

@@ -1,9 +1,10 @@
 """Pretraining from the corpus engine's memory-mapped token shards: a short explicit loop.
 
-Data: the mix index (``mix/index.npy``: (route, document) rows in training order) over ``tokens/<route>/``. Documents
-are packed whole into blocks of ``block_size`` tokens in mix order (a document that does not fit the rest of a block
-starts the next one; one longer than a block is cut into block-sized pieces), so packing never mixes a document's
-tokens with another's context:
+Data: the corpus run's mix, read only through :meth:`TokenCorpus.mixed_documents` (the mix index: (shard, document)
+rows in training order over every token shard of every route, each shard checked against the key the mix recorded;
+documents are memory-mapped, nothing is copied). Documents are packed whole into blocks of ``block_size`` tokens in
+mix order (a document that does not fit the rest of a block starts the next one; one longer than a block is cut into
+block-sized pieces), so packing never mixes a document's tokens with another's context:
 
 - attention is block-diagonal causal (a 4D mask: a token sees only earlier tokens of its own document);
 - position ids restart at every document;
@@ -66,7 +67,8 @@ class Block:
 
 
 def document_stream(corpus_dir: Path) -> Iterator[np.ndarray]:
-    """Documents in mix order (each already ends with <|endoftext|>)."""
+    """Documents in mix order (each already ends with <|endoftext|>), from all shards of the mix; the same order
+    every epoch, so a data position (blocks consumed) resumes exactly."""
     return TokenCorpus(corpus_dir).mixed_documents()
 
 

@@ -13,6 +13,7 @@ from moss_data.cli import app
 from moss_data.chain.recipe import CorpusRecipe
 from moss_data.chain.executors import build_executor
 from moss_data.corpus.pipeline import build_pipeline
+from moss_data.plan import Job
 from moss_data.recipe import RecipeError, load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,7 +96,7 @@ def test_cli_help_for_every_command():
     runner = CliRunner()
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    commands = ["sample", "corpus", "corpus-report", "check-recipe", "dialogues", "feedback", "fetch-preference-sets"]
+    commands = ["sample", "corpus", "corpus-status", "corpus-report", "check-recipe", "dialogues", "feedback", "fetch-preference-sets"]
     for command in commands:
         assert command in result.output
         sub = runner.invoke(app, [command, "--help"])
@@ -126,9 +127,11 @@ def test_slurm_executor_built_from_recipe(tmp_path):
     cfg = load_recipe(REPO / "recipes/corpus/slurm.yaml", CorpusRecipe)
     from datatrove.executor import SlurmPipelineExecutor
 
-    ex = build_executor(cfg.executor, build_pipeline(cfg, cfg.sources[0], cfg.output_dir), tmp_path / "logs", job_name="x")
+    job = Job("x", build_pipeline(cfg, cfg.sources[0], cfg.output_dir), cfg.executor.tasks)
+    ex = build_executor(cfg.executor, job, str(tmp_path / "logs"))
     assert isinstance(ex, SlurmPipelineExecutor)
     assert (ex.tasks, ex.partition, ex.time) == (1000, "cpu", "12:00:00")
+    assert ex.get_sbatch_args()["kill-on-invalid-dep"] == "yes"  # a failed upstream cancels, never pends forever
 
 
 def test_ray_executor_needs_ray_or_says_how(tmp_path):
@@ -137,9 +140,9 @@ def test_ray_executor_needs_ray_or_says_how(tmp_path):
         import ray  # noqa: F401
     except ImportError:
         with pytest.raises(RuntimeError, match=r"pip install -e '\.\[ray\]'"):
-            build_executor(cfg.executor, [], tmp_path, job_name="x")
-    else:  # pragma: no cover - only where the ray extra is installed
-        assert build_executor(cfg.executor, [], tmp_path, job_name="x").tasks == 512
+            build_executor(cfg.executor, Job("x", [], 512), str(tmp_path))
+    else:
+        assert build_executor(cfg.executor, Job("x", [], 512), str(tmp_path)).tasks == 512
 
 
 def test_shipped_dialogue_recipes_validate_and_reject_typos(tmp_path):
@@ -186,3 +189,11 @@ def test_moss_train_cli_and_shipped_train_recipes():
         assert load_recipe(path, SFTRecipe).loss_mask in ("moss", "assistant")
     for path in sorted((REPO / "recipes/train").glob("dpo*.yaml")):
         assert load_recipe(path, DPORecipe).beta > 0
+
+
+def test_output_urls_survive_loading_and_file_urls_are_local(tmp_path):
+    cfg = load_recipe(REPO / "recipes/corpus/ray.yaml", CorpusRecipe)
+    assert cfg.output_dir == "s3://my-bucket/moss/corpus"  # a Path would have made it s3:/my-bucket/...
+    assert cfg.model_dump(mode="json")["output_dir"] == "s3://my-bucket/moss/corpus"
+    local = load_recipe(REPO / "recipes/corpus/sample.yaml", CorpusRecipe, {"output_dir": f"file://{tmp_path}/out"})
+    assert local.output_dir == tmp_path / "out"

@@ -1,8 +1,8 @@
 """The data report of a corpus run: what was kept, removed and mixed, as markdown with plots (polars + matplotlib).
 
-``report/data_report.md`` with ``token_lengths.png`` (tokens per document, per route), ``token_shares.png``
-(available vs mixed tokens per route), ``removals_all.png`` (corpus-stage and dedup removals by reason) and
-``dup_clusters.png`` (duplicate cluster sizes).
+``report/data_report.md`` with ``token_lengths.png`` (tokens per document, per route over all its shards),
+``token_shares.png`` (available vs mixed tokens per route), ``removals_all.png`` (corpus-stage and dedup removals by
+reason) and ``dup_clusters.png`` (duplicate cluster sizes).
 """
 
 from __future__ import annotations
@@ -56,21 +56,22 @@ def write_data_report(out: Path) -> Path:
     md = ["# Data report\n"]
 
     corpus = TokenCorpus(out)
-    shards = corpus.open_shards()
-    if shards:
+    routes = {r: corpus.open_route(r) for r in corpus.routes()}  # every complete shard of each route
+    if routes:
         lengths = pl.DataFrame(
-            {"route": [r for r, s in shards.items() for _ in range(len(s))],
-             "tokens": np.concatenate([s.lengths() for s in shards.values()])}
+            {"route": [r for r, t in routes.items() for _ in range(len(t))],
+             "tokens": np.concatenate([t.lengths() for t in routes.values()])}
         )
         stats = lengths.group_by("route").agg(
             documents=pl.len(), tokens=pl.col("tokens").sum(), median_tokens=pl.col("tokens").median(),
             p95_tokens=pl.col("tokens").quantile(0.95),
-        ).sort("route")
+        ).join(pl.DataFrame({"route": list(routes), "shards": [len(t.shards) for t in routes.values()]}),
+               on="route").sort("route")
         md.append("\n## Token shards\n\n" + markdown_table(stats))
         fig, ax = plt.subplots(figsize=(8, 4))
         bins = np.logspace(0, np.log10(max(2, lengths["tokens"].max())), 40)
-        for route, s in shards.items():
-            ax.hist(s.lengths(), bins=bins, histtype="step", label=route, linewidth=1.5)
+        for route, t in routes.items():
+            ax.hist(t.lengths(), bins=bins, histtype="step", label=route, linewidth=1.5)
         ax.set_xscale("log")
         ax.set(xlabel="tokens per document", ylabel="documents", title="document lengths per route")
         ax.legend()
@@ -83,6 +84,7 @@ def write_data_report(out: Path) -> Path:
             {"route": routes,
              "available_tokens": [mix["available_tokens"][r] for r in routes],
              "mixed_tokens": [mix["mixed_tokens"][r] for r in routes],
+             "shards": [sum(1 for s in mix.get("shards", []) if s["route"] == r) for r in routes],
              "repeats": [mix["repeats"][r] for r in routes],
              "target_share": [round(mix["target_ratio"][r], 4) for r in routes],
              "achieved_share": [round(mix["achieved_ratio"][r], 4) for r in routes]}

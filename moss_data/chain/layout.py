@@ -37,6 +37,12 @@ class ChainLayout:
         """The clean stage's report tables as data (removals by route, step and reason; kept documents; ...)."""
         return CleanLayout(self.root).summary
 
-    def logs(self, source: str) -> Path:
-        """datatrove's logging folder of one source's clean pipeline (stats, completions)."""
-        return CleanLayout(self.root).logs(source)
+    @property
+    def chain_state(self) -> Path:
+        """What a Slurm submission launched: each job's name, tasks, logging folder and Slurm job id."""
+        return Path(self.root) / "chain.json"
+
+    def logs(self, job: str) -> Path:
+        """datatrove's logging folder of one job (stats, completions, task logs); a clean job is named after its
+        source."""
+        return CleanLayout(self.root).logs(job)

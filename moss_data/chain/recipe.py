@@ -6,17 +6,16 @@ It composes the stages' own sections: the clean stage's keys at the top level (:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from moss_data.chain.executors import ExecutorConfig
 from moss_data.corpus.config import CleanConfig
 from moss_data.dedup.config import DedupConfig
+from moss_data.recipe import DataPath
 from moss_data.tokens.config import MixConfig, TokenizeConfig
 
 
 class CorpusRecipe(CleanConfig):
     name: str
-    output_dir: Path
+    output_dir: DataPath
     executor: ExecutorConfig = ExecutorConfig()
     dedup: DedupConfig = DedupConfig()
     tokenize: TokenizeConfig = TokenizeConfig()

@@ -26,6 +26,7 @@ from moss_data.corpus.layout import CleanLayout
 from moss_data.corpus.pii import PIIScrubber
 from moss_data.corpus.readers import SafeJsonlReader, SafeParquetReader, SafeWarcReader
 from moss_data.io.documents import route_filename
+from moss_data.plan import Job
 
 READERS = {"warc": SafeWarcReader, "jsonl": SafeJsonlReader, "parquet": SafeParquetReader, "code": CodeRepoReader}
 
@@ -80,3 +81,8 @@ def build_pipeline(recipe: CleanConfig, source: SourceConfig, out: Path) -> list
     steps.append(PIIScrubber(recipe.pii))
     steps.append(JsonlWriter(str(CleanLayout(out).clean), output_filename=route_filename(source.name)))
     return steps
+
+
+def clean_plan(recipe: CleanConfig, out: Path, tasks: int) -> list[Job]:
+    """The clean stage as jobs: one per source (named after it), each sharded over ``tasks`` tasks."""
+    return [Job(source.name, build_pipeline(recipe, source, out), tasks) for source in recipe.sources]
