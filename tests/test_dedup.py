@@ -1,8 +1,10 @@
-"""Exact, URL and near dedup on real documents of all three routes; clusters without chaining; lineage."""
+"""Exact, URL and near dedup on real documents of all three routes, as the plan of datatrove jobs; decisions without
+chaining; token-less documents; sharding; lineage."""
 
 from __future__ import annotations
 
 import gzip
+import pickle
 import random
 import sysconfig
 from itertools import combinations
@@ -13,13 +15,14 @@ import orjson
 import pytest
 
 from moss_data.io.documents import iter_documents
-from moss_data.dedup.clusters import resolve_clusters
+from moss_data.dedup.clusters import decide
 from moss_data.dedup.groundtruth import all_pairs, plant_near_duplicate, reference_shingles
-from moss_data.dedup.lineage import LineageError, RemovalList
-from moss_data.io.atomic import input_fingerprint
+from moss_data.dedup.keys import normalize_url
+from moss_data.dedup.lineage import EXACT, NEAR, URL, LineageError, RemovalList, doc_uid
+from moss_data.io.atomic import file_sha256, input_fingerprint
 from moss_data.text.shingles import jaccard, shingle_hashes
 from moss_data.dedup.config import DedupConfig
-from moss_data.dedup.stage import apply_removals, compute_removals, normalize_url, run_dedup, scan
+from moss_data.dedup.stage import apply_removals, compute_removals, dedup_plan, run_dedup
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -128,28 +131,108 @@ def test_no_chaining_through_a_middle_document(real):
             break
     else:
         pytest.fail("could not plant a chain")
-    pairs = {(0, 1): jaccard(sh[0], sh[1]), (1, 2): jaccard(sh[1], sh[2])}
-    decisions = resolve_clusters(3, pairs, 0.8, sh)
-    assert decisions[1].duplicate_of == 0
-    assert decisions[2].duplicate_of is None  # C is not a near-duplicate of the kept A
+    decisions = decide(3, [0, 1], [1, 2], [NEAR, NEAR], [jaccard(sh[0], sh[1]), jaccard(sh[1], sh[2])])
+    assert decisions.duplicate_of[1] == 0
+    assert decisions.duplicate_of[2] == -1  # C is not a near-duplicate of the kept A
+    assert decisions.kept.tolist() == [True, False, True]
+
+
+def ids_in_uid_order(count: int, source: str = "t") -> list[str]:
+    """Document ids whose doc_uids come in this order (the stable order within a route)."""
+    return sorted((f"doc-{i}" for i in range(count)), key=lambda i: doc_uid(source, i))
+
+
+def planted_chain(text: str, steps: int, rate: float, seed: int, ok) -> list[str]:
+    rng = random.Random(seed)
+    for _ in range(200):
+        texts = [text]
+        for _ in range(steps):
+            texts.append(plant_near_duplicate(texts[-1], rate, rng))
+        sh = [shingle_hashes(t, "en") for t in texts]
+        sims = {(i, j): jaccard(sh[i], sh[j]) for i, j in combinations(range(len(texts)), 2)}
+        if ok(sims):
+            return texts
+    pytest.fail("could not plant the texts")
+
+
+def test_no_chaining_and_a_pair_the_keeper_rule_missed_end_to_end(real, tmp_path):
+    """Through the whole plan, stable order A < B < C: B ~ A, C ~ B, C !~ A -> C kept. And A < B < D < C with
+    A ~ B ~ D ~ C only: B goes (dup of A), D stays (its only kept neighbour would be B, removed), C goes as a
+    duplicate of D, a kept document that is not its component's first (the keeper-only rule kept both C and D)."""
+    text = max(real["en"], key=len)
+    a, b, c = planted_chain(text, 2, 0.025, 3, lambda s: s[0, 1] >= 0.8 and s[1, 2] >= 0.8 and s[0, 2] < 0.8)
+    ids = ids_in_uid_order(3)
+    chain = [mk(ids[0], a, "en"), mk(ids[1], b, "en"), mk(ids[2], c, "en")]
+
+    def pattern(s):  # 0=A, 1=B, 2=D, 3=C
+        return (s[0, 1] >= 0.8 and s[1, 2] >= 0.8 and s[2, 3] >= 0.8
+                and max(s[0, 2], s[0, 3], s[1, 3]) < 0.8)
+
+    texts = planted_chain(sorted(real["en"], key=len)[-2], 3, 0.02, 5, pattern)
+    order = ids_in_uid_order(4, source="u")
+    four = [mk(order[k], t, "en", source="u") for k, t in enumerate(texts)]
+    clean = write_clean(tmp_path / "clean", chain + four)
+    run_dedup(clean, tmp_path / "dedup", DedupConfig())
+    removed = {d["id"]: d["metadata"] for d in iter_documents(tmp_path / "dedup" / "removed")}
+    kept = {d["id"]: d["metadata"] for d in iter_documents(tmp_path / "dedup" / "kept")}
+    assert set(kept) == {ids[0], ids[2], order[0], order[2]}
+    assert removed[ids[1]]["duplicate_of"] == kept[ids[0]]["doc_uid"]
+    assert removed[order[1]]["duplicate_of"] == kept[order[0]]["doc_uid"]
+    assert removed[order[3]]["duplicate_of"] == kept[order[2]]["doc_uid"]  # the recovered pair
+    assert removed[order[3]]["dedup_reason"] == "near_duplicate" and removed[order[3]]["similarity"] >= 0.8
+    assert kept[order[2]]["dup_cluster_size"] == 2 and kept[order[0]]["dup_cluster_size"] == 2
+
+
+def test_decisions_prefer_exact_then_url_then_the_most_similar_kept_document():
+    # 0, 1 kept (no edge between them); 2 is an exact copy of 1, a URL duplicate of 0 and a near one of both
+    d = decide(3, [0, 0, 1, 1], [2, 2, 2, 2], [NEAR, URL, NEAR, EXACT], [0.9, np.nan, 0.95, 1.0])
+    assert d.reason.tolist() == [0, 0, EXACT] and d.duplicate_of[2] == 1 and d.similarity[2] == 1.0
+    d = decide(3, [0, 1], [2, 2], [NEAR, NEAR], [0.85, 0.95])
+    assert d.reason[2] == NEAR and d.duplicate_of[2] == 1 and d.cluster_size.tolist() == [1, 2, 0]
+    # a contaminated document goes first and never keeps a duplicate of its own
+    d = decide(3, [0, 1], [1, 2], [NEAR, NEAR], [0.9, 0.9], contaminated=np.array([True, False, False]))
+    assert d.kept.tolist() == [False, True, False] and d.duplicate_of[2] == 1
+
+
+def test_decisions_resolve_a_long_chain_and_a_big_star():
+    """Cost linear in edges: a 50k-edge chain and a 50k-edge star, decided in one pass (no per-cluster loop)."""
+    n = 50_001
+    chain = decide(n, np.arange(n - 1), np.arange(1, n), np.full(n - 1, NEAR), np.full(n - 1, 0.9))
+    assert chain.kept[::2].all() and not chain.kept[1::2].any()  # every other one: nothing chains
+    assert (chain.duplicate_of[1::2] == np.arange(0, n - 1, 2)).all()
+    assert (chain.cluster_size[::2][:-1] == 2).all() and chain.cluster_size[-1] == 1
+    star = decide(n, np.zeros(n - 1, dtype=int), np.arange(1, n), np.full(n - 1, NEAR), np.full(n - 1, 0.9))
+    assert star.kept.sum() == 1 and (star.duplicate_of[1:] == 0).all() and star.cluster_size[0] == n
 
 
 def test_removal_list_refuses_another_input(dedup_case, tmp_path):
-    root, docs, _ = dedup_case
+    _, docs, _ = dedup_case
     clean = write_clean(tmp_path / "clean", docs)
     cfg = DedupConfig()
-    removals, clusters = compute_removals(clean, scan(clean, cfg), cfg)
+    removals = compute_removals(clean, tmp_path / "out", cfg)
     assert removals.entries  # the case has duplicates to remove
     # the input changes after the removals were computed: one document dropped from a shard
     write_clean(tmp_path / "clean", [d for d in docs if d["id"] != "en-5"])
     with pytest.raises(LineageError, match="recompute the removals"):
-        apply_removals(clean, removals, clusters, tmp_path / "out")
+        apply_removals(clean, tmp_path / "out", removals, cfg)
     assert not (tmp_path / "out" / "kept").exists()  # nothing was written
     current = input_fingerprint(sorted(clean.glob("*/*.jsonl.gz")), clean)
-    forged = RemovalList(input_fingerprint=current, entries={"ffffffffffffffff": {"reason": "near_duplicate"}})
+    forged = RemovalList.from_entries(current, {"ffffffffffffffff": {"reason": "near_duplicate"}})
     with pytest.raises(LineageError, match="not in this input"):
-        apply_removals(clean, forged, {}, tmp_path / "out2")
+        apply_removals(clean, tmp_path / "out2", forged, cfg)
     assert not (tmp_path / "out2" / "kept").exists()
+    # a forged uid said to be in a real input file: found missing once that file was read
+    files = [{"name": str(p.relative_to(clean)), "size": p.stat().st_size, "sha256": file_sha256(p)}
+             for p in sorted(clean.glob("*/*.jsonl.gz"))]
+    entry = {"reason": "near_duplicate", "file": files[0]["name"]}
+    forged = RemovalList.from_entries(current, {"ffffffffffffffff": entry}, files=files)
+    with pytest.raises(LineageError, match="not in this input"):
+        apply_removals(clean, tmp_path / "out3", forged, cfg)
+    # the stage itself recomputes on the changed input (no stale work is reused) and names only its documents
+    manifest = run_dedup(clean, tmp_path / "out4", cfg)
+    assert manifest["input_documents"] == len(docs) - 1
+    again = run_dedup(clean, tmp_path / "out4", cfg.model_copy(update={"threshold": 0.9}))
+    assert again["key"]["config"] != manifest["key"]["config"] and again["input_documents"] == len(docs) - 1
 
 
 def test_url_dedup_and_decontamination(real, tmp_path):
@@ -245,3 +328,120 @@ def test_natural_english_duplicates_in_untranslated_help_pages(sample_raw, tmp_p
                 docs.append(mk(f"{lang}/{page.name}", text, "en"))
     true_pairs, missed = _near_dedup_against_truth(docs, tmp_path)
     assert true_pairs >= 5 and missed == 0
+
+
+def outcome(folder: Path) -> dict[str, tuple]:
+    """Per document id: (reason, duplicate_of, dup_cluster_size), from a dedup output folder."""
+    return {d["id"]: (d["metadata"].get("dedup_reason"), d["metadata"].get("duplicate_of"),
+                      d["metadata"].get("dup_cluster_size")) for d in iter_documents(folder, "*/*/*.jsonl.gz")}
+
+
+def test_sharding_does_not_change_decisions(dedup_case, tmp_path):
+    """1, 3 (one file each) or 5 tasks (two with no file) decide exactly as the default 2."""
+    root, docs, _ = dedup_case
+    base = outcome(root / "dedup")
+    assert len(base) == len(docs) and any(r for r, _, _ in base.values())
+    for tasks in (1, 3, 5):
+        manifest = run_dedup(root / "clean", tmp_path / f"t{tasks}", DedupConfig(), tasks=tasks)
+        assert outcome(tmp_path / f"t{tasks}") == base, tasks
+        assert manifest["input_documents"] == len(docs)
+    assert len(list((tmp_path / "t3" / "kept").glob("*/*.jsonl.gz"))) == 3  # each task wrote its own file
+
+
+def test_token_less_documents_are_never_near_duplicates(real, tmp_path):
+    """Punctuation-only texts have no shingle: never near-duplicates (also with verify: signature, where their
+    identical empty signatures used to match), still exact duplicates of identical texts."""
+    en = ["!!!", "???", "... --- ...", "(*&^%$#@!)", "«»“”—", "!!!"]
+    code = ["{}();", "+-*/=", "[](){}", "{}();\n"]
+    docs = [mk(f"en-{i}", t, "en") for i, t in enumerate(en)] + [mk(f"code-{i}", t, "code") for i, t in enumerate(code)]
+    docs += [mk("en-real", real["en"][0], "en"), mk("code-real", real["code"][0], "code")]
+    clean = write_clean(tmp_path / "clean", docs)
+    for verify in ("exact", "signature"):
+        run_dedup(clean, tmp_path / verify, DedupConfig(verify=verify))
+        removed = {d["id"]: d["metadata"] for d in iter_documents(tmp_path / verify / "removed")}
+        assert sorted(m["dedup_reason"] for m in removed.values()) == ["exact_duplicate"] * 2, (verify, removed)
+        assert set(removed) & {"en-0", "en-5"} and set(removed) & {"code-0", "code-3"}
+
+
+def test_duplicate_of_always_names_a_kept_document_on_the_sample_corpus(sample_run, tmp_path):
+    """On the chain's own output, and on the sample corpus with planted chains of near-duplicates and exact copies:
+    every duplicate_of is a kept document, every removed document is itself a duplicate of it, and no two kept
+    documents are near-duplicates."""
+    clean = sample_run.output_dir / "clean"
+    docs = list(iter_documents(clean, "*/*.jsonl.gz"))
+    rng = random.Random(11)
+    planted, groups = [], []
+    long = [d for d in docs if len(d["text"]) > 1000 and d["metadata"]["route"] in ("en", "zh", "code")]
+    for k, d in enumerate(rng.sample(long, min(30, len(long)))):
+        route = d["metadata"]["route"]
+        b = plant_near_duplicate(d["text"], 0.015, rng, cjk=route == "zh")
+        c = plant_near_duplicate(b, 0.015, rng, cjk=route == "zh")
+        new = [mk(f"p{k}-b", b, route), mk(f"p{k}-c", c, route), mk(f"p{k}-x", " " + d["text"] + "\n\n", route)]
+        planted += new
+        groups.append([d] + new)
+    write_clean(tmp_path / "clean", docs + planted)
+    run_dedup(tmp_path / "clean", tmp_path / "dedup", DedupConfig())
+    for folder, expect in ((sample_run.output_dir / "dedup", 0), (tmp_path / "dedup", len(groups) + 10)):
+        kept = {d["metadata"]["doc_uid"]: d for d in iter_documents(folder / "kept")}
+        removed = list(iter_documents(folder / "removed"))
+        assert len(kept) + len(removed) == len(docs) + (len(planted) if expect else 0)
+        named = [d for d in removed if d["metadata"]["duplicate_of"] is not None]
+        assert len(named) >= expect
+        for d in named:
+            assert d["metadata"]["duplicate_of"] in kept, d["id"]
+            keeper = kept[d["metadata"]["duplicate_of"]]
+            route = d["metadata"]["route"]
+            if d["metadata"]["dedup_reason"] == "near_duplicate":
+                sim = jaccard(shingle_hashes(d["text"], route), shingle_hashes(keeper["text"], route))
+                assert sim >= 0.8 and abs(sim - d["metadata"]["similarity"]) < 1e-3
+    kept_ids = {d["id"] for d in iter_documents(tmp_path / "dedup" / "kept")}
+    for group in groups:
+        route = group[0]["metadata"]["route"]
+        sh = [shingle_hashes(d["text"], route) for d in group]
+        for i, j in combinations(range(len(group)), 2):
+            if jaccard(sh[i], sh[j]) >= 0.8:
+                assert not {group[i]["id"], group[j]["id"]} <= kept_ids
+
+
+def test_the_plan_is_five_jobs_that_pickle(tmp_path):
+    jobs = dedup_plan(str(tmp_path / "clean"), "memory://bucket/corpus/dedup", DedupConfig(), 4)
+    assert [(j.name, j.tasks) for j in jobs] == [("dedup-signatures", 4), ("dedup-candidates", 4),
+                                                 ("dedup-clusters", 1), ("dedup-apply", 4), ("dedup-finalize", 1)]
+    assert jobs[1].pipeline[0].work_dir == "memory://bucket/corpus/dedup/work"
+    for job in jobs:  # a Slurm task unpickles its pipeline in a fresh process
+        again = pickle.loads(pickle.dumps(job.pipeline))
+        assert [type(s) for s in again] == [type(s) for s in job.pipeline]
+
+
+def test_the_plan_runs_on_fsspec_urls(dedup_case, tmp_path):
+    """Input and output on a non-local filesystem (fsspec's memory://): the work files are read in ranges, not
+    memory-mapped; the decisions and the manifest's key are the same as on local disk."""
+    import fsspec
+
+    from moss_data.plan import run_local
+
+    root, _, manifest = dedup_case
+    fs = fsspec.filesystem("memory")
+    for p in sorted((root / "clean").glob("*/*.jsonl.gz")):
+        fs.pipe(f"/dedup-test/in/{p.relative_to(root / 'clean')}", p.read_bytes())
+    run_local(dedup_plan("memory://dedup-test/in", "memory://dedup-test/out", DedupConfig(), 2),
+              logging_root=tmp_path / "logs", workers=1)
+    got = {}
+    for name in sorted(fs.glob("/dedup-test/out/*/*/*.jsonl.gz")):
+        for line in gzip.decompress(fs.cat(name)).splitlines():
+            d = orjson.loads(line)
+            got[d["id"]] = (d["metadata"].get("dedup_reason"), d["metadata"].get("duplicate_of"),
+                            d["metadata"].get("dup_cluster_size"))
+    assert got == outcome(root / "dedup")
+    remote = orjson.loads(fs.cat("/dedup-test/out/manifest.json"))
+    assert remote["key"] == manifest["key"] and remote["counts"] == manifest["counts"]
+    assert not fs.exists("/dedup-test/out/work")
+    fs.rm("/dedup-test", recursive=True)
+
+
+def test_buckets_pair_all_members_up_to_max_bucket_then_only_with_the_first():
+    from moss_data.dedup.minhash import bucket_pairs
+
+    keys = np.array([1, 1, 1, 2, 3, 3, 3, 3, 3], dtype=np.uint64)  # runs of 3 (all pairs), 1 (none), 5 (star)
+    i, j = bucket_pairs(keys, max_bucket=4)
+    assert sorted(zip(i.tolist(), j.tolist())) == [(0, 1), (0, 2), (1, 2), (4, 5), (4, 6), (4, 7), (4, 8)]

@@ -10,7 +10,8 @@ Data (real, fetched at set-up like the sample corpus; nothing shipped):
 Ground truth: every pair with exact Jaccard >= 0.8 on word 5-gram shingles (CJK characters are words), from
 exact prefix-filtering all-pairs (moss_data.dedup.groundtruth). Reported per language: pair precision, recall and
 F1 of each method, and signature throughput (shingling + MinHash) in MB/s on one core.
-- ours: route-aware shingles, 24x5 LSH, candidates verified on exact shingle Jaccard.
+- ours: route-aware shingles, 24x5 LSH, candidates verified on exact shingle Jaccard: the library functions the dedup
+  jobs run (bucket keys and a sort-based grouping with the big-bucket rule, then verification).
 - datatrove: MinhashDedupSignature with its default MinhashConfig (5-grams, 14 buckets x 8 hashes, spaCy English
   word tokenizer), pairs sharing a bucket (what its bucket stage emits).
 - datasketch: MinHash(num_perm=128) over lower-cased word 5-grams, MinHashLSH(threshold=0.8).
@@ -38,8 +39,9 @@ from tqdm import tqdm
 
 from moss_data.corpus.sample import fetch_debs
 from moss_data.dedup.groundtruth import all_pairs, plant_near_duplicate, reference_shingles
-from moss_data.text.minhash import LSHParams, MinHasher
+from moss_data.dedup.config import DedupConfig
 from moss_data.dedup.minhash import candidate_pairs, verify_pairs
+from moss_data.text.minhash import LSHParams, MinHasher
 from moss_data.text.shingles import shingle_hashes
 
 THRESHOLD = 0.8
@@ -116,7 +118,9 @@ def run_ours(texts: list[str], route: str):
     shingles = [shingle_hashes(t, route) for t in tqdm(texts, desc=f"ours {route}", leave=False)]
     sigs = np.stack([hasher.signature(s) for s in shingles])
     sig_s = time.perf_counter() - start
-    pairs = set(verify_pairs(candidate_pairs(sigs, params), THRESHOLD, shingles=shingles))
+    token_less = np.array([len(s) == 0 for s in shingles])
+    candidates = candidate_pairs(sigs, params, DedupConfig().max_bucket, include=~token_less)
+    pairs = set(verify_pairs(candidates, THRESHOLD, shingles=shingles))
     return pairs, sig_s
 
 

@@ -24,5 +24,6 @@ class DedupConfig(StrictModel):
     bands: int = 24
     rows: int = 5
     seed: int = 42
+    max_bucket: int = Field(1000, ge=2, description="an LSH bucket with more members pairs each with its first only")
     verify: str = Field("exact", pattern="^(exact|signature)$", description="exact: shingle Jaccard; signature: estimate")
     decontaminate: DecontaminationConfig = DecontaminationConfig()
