@@ -197,3 +197,11 @@ def test_output_urls_survive_loading_and_file_urls_are_local(tmp_path):
     assert cfg.model_dump(mode="json")["output_dir"] == "s3://my-bucket/moss/corpus"
     local = load_recipe(REPO / "recipes/corpus/sample.yaml", CorpusRecipe, {"output_dir": f"file://{tmp_path}/out"})
     assert local.output_dir == tmp_path / "out"
+
+
+def test_a_remote_output_is_refused_before_anything_runs_with_what_to_do():
+    from moss_data.chain.run import run_corpus
+
+    cfg = load_recipe(REPO / "recipes/corpus/ray.yaml", CorpusRecipe)
+    with pytest.raises(ValueError, match="mount the bucket"):
+        run_corpus(cfg)

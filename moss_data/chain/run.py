@@ -28,6 +28,7 @@ from moss_data.corpus.pipeline import clean_plan
 from moss_data.dedup.stage import dedup_plan
 from moss_data.io.atomic import atomic_write_json, config_hash
 from moss_data.plan import Job
+from moss_data.recipe import is_url
 from moss_data.text.langid import lid176_model_path
 from moss_data.tokens.stage import mix_plan, tokenize_plan
 
@@ -70,6 +71,11 @@ def corpus_plan(recipe: CorpusRecipe) -> list[PlannedJob]:
 
 
 def check_sources(recipe: CorpusRecipe) -> None:
+    if is_url(recipe.output_dir):
+        raise ValueError(
+            f"output_dir {recipe.output_dir}: the chain's reports and memory-mapped token shards need a local or "
+            "mounted filesystem in this version (the clean and dedup jobs themselves write through fsspec); mount "
+            "the bucket (s3fs, mountpoint-s3) and give its path. Sources may be URLs.")
     if any(s.kind != "code" for s in recipe.sources):
         lid176_model_path()  # fail before any task starts, with the install hint
     for source in recipe.sources:
