@@ -33,6 +33,11 @@ check-recipe recipe:
 test *args:
     python -m pytest -q {{args}}
 
+# the inner loop: everything but the engine runs (Slurm, Ray) and the model-heavy tests (dialogue, feedback, SFT, DPO,
+# eval, chat)
+test-fast *args:
+    python -m pytest -q -x --ignore=tests/test_chain.py --ignore=tests/test_engines.py --ignore=tests/test_dialogue.py --ignore=tests/test_feedback.py --ignore=tests/test_tool_traces.py --ignore=tests/test_sft.py --ignore=tests/test_dpo.py --ignore=tests/test_evaluate.py --ignore=tests/test_chat_loop.py --ignore=tests/test_backends.py {{args}}
+
 # every test, the slow ones included
 test-all *args:
     python -m pytest -q -m "" {{args}}

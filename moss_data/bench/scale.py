@@ -2,15 +2,18 @@
 plot, and a projection to MOSS's 680B tokens in node-hours.
 
 Corpora are made from real text, resampled and lightly edited: paragraphs of the sample corpus's cleaned English and
-Chinese documents (Debian Reference, LibreOffice help, fortunes-zh) joined 2-6 at a time into new documents, code
-files of the sample's repositories with a few lines dropped; 10% of the documents are near-duplicates of earlier ones
-(tokens edited at 2-6%) and 2% exact copies, so dedup has real work. Inputs are JSONL (web text is already
+Chinese documents (Debian Reference, LibreOffice help, fortunes-zh) and top-level blocks of its code files (the
+standard library part, PyYAML), joined 2-6 at a time into new documents with 1% of their tokens edited; 10% of the
+documents are near-duplicates of a recent one (tokens edited at 2-6%) and 2% exact copies, so dedup has real work
+at a constant duplicate rate. (Whole files resampled with a few lines dropped made every code file a cluster whose
+size grows with N: candidate pairs, and so that job's cost, then grow quadratically; the README reports that case.) Inputs are JSONL (web text is already
 extracted: trafilatura's cost is measured by `just bench-corpus`).
 
 Every job of the chain (``moss_data.chain.run.corpus_plan``) runs in a process of its own with datatrove's local
-executor, its ``tasks`` tasks one after another in that process (one worker: datatrove's pool workers live under a
-forkserver whose memory ``wait4`` does not see), so the job's wall time is its core-seconds and the process's peak
-resident memory (``wait4``) is that of one process running one task at a time. Per job:
+executor, its ``tasks`` tasks one after another in that process (one worker: datatrove's pool workers would live
+under a forkserver), so the job's wall time is its core-seconds and the process's peak resident memory (``VmHWM``,
+read by the process itself: ``ru_maxrss`` would count the parent's pages from before the exec) is that of one
+process running one task at a time. Per job:
 
 - time exponent ``b`` between consecutive sizes (time ~ N^b); target: 4x the documents costs at most 4.5x the time,
   i.e. ``b <= log 4.5 / log 4 = 1.085``;
@@ -30,6 +33,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -68,10 +72,9 @@ def paragraph_pools(sample: Path, work: Path) -> dict[str, list[str]]:
     pools: dict[str, list[str]] = {"en": [], "zh": [], "code": []}
     for route in pools:
         for d in iter_documents(clean / route):
-            if route == "code":
-                pools[route].append(d["text"])
-            else:
-                pools[route] += [p.strip() for p in d["text"].split("\n\n") if len(p.strip()) >= 40]
+            # code: top-level blocks (a blank line, then an unindented line, starts one); text: paragraphs
+            split = re.split(r"\n\s*\n(?=\S)", d["text"]) if route == "code" else d["text"].split("\n\n")
+            pools[route] += [p.strip() for p in split if len(p.strip()) >= 40]
     if not all(pools.values()):
         raise RuntimeError(f"bench-scale: no {[r for r, p in pools.items() if not p]} documents under {clean}")
     return pools
@@ -102,11 +105,10 @@ def _edit(text: str, rate: float, rng: random.Random, cjk: bool) -> str:
 
 
 def make_document(route: str, pools: dict[str, list[str]], rng: random.Random) -> str:
-    if route == "code":
-        lines = rng.choice(pools["code"]).split("\n")
-        return "\n".join(line for line in lines if rng.random() > 0.05)
-    paragraphs = [_edit(rng.choice(pools[route]), 0.01, rng, route == "zh") for _ in range(rng.randint(2, 6))]
-    return "\n\n".join(paragraphs)
+    """2-6 pieces of the route's pool (paragraphs; for code, top-level blocks of the sample's files), lightly
+    edited: new documents that are not near-duplicates of each other, so only the planted ones are."""
+    pieces = [_edit(rng.choice(pools[route]), 0.01, rng, route == "zh") for _ in range(rng.randint(2, 6))]
+    return "\n\n".join(pieces)
 
 
 def write_corpus(n: int, pools: dict[str, list[str]], folder: Path, seed: int = 0) -> dict[str, int]:
@@ -159,13 +161,23 @@ def scale_recipe(corpus: Path, out: Path) -> CorpusRecipe:
 # ------------------------------------------------------------------ measuring
 
 
-def run_one_job(recipe_json: str, index: int) -> None:
-    """In a child process: run job ``index`` of the chain with datatrove's local executor."""
+def peak_rss_kib() -> int:
+    """This process's peak resident memory since it exec'd (``VmHWM``; ``ru_maxrss`` would also count the pages
+    of the parent it was forked from)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+def run_one_job(recipe_json: str, index: int, result: str) -> None:
+    """In a child process: run job ``index`` of the chain with datatrove's local executor; write its peak memory."""
     from moss_data.chain.executors import build_executor
 
     recipe = CorpusRecipe.model_validate_json(Path(recipe_json).read_text())
     planned = corpus_plan(recipe)[index]
     build_executor(recipe.executor, planned.job, planned.logging_dir).run()
+    Path(result).write_text(str(peak_rss_kib()))
 
 
 def measure_chain(recipe: CorpusRecipe, work: Path) -> list[dict]:
@@ -173,16 +185,18 @@ def measure_chain(recipe: CorpusRecipe, work: Path) -> list[dict]:
     recipe_json.write_text(recipe.model_dump_json())
     rows = []
     for index, planned in enumerate(corpus_plan(recipe)):
+        result = work / "peak_rss_kib"
+        result.unlink(missing_ok=True)
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "moss_data.bench.scale", "--run-job", str(recipe_json),
-                                 "--index", str(index)], env=os.environ | {"PYTHONUNBUFFERED": "1"})
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run([sys.executable, "-m", "moss_data.bench.scale", "--run-job", str(recipe_json),
+                               "--index", str(index), "--result", str(result)], env=os.environ | {"PYTHONUNBUFFERED": "1"})
         seconds = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
+        if proc.returncode != 0 or not result.exists():
             raise RuntimeError(f"bench-scale: job {planned.job.name} failed; logs in {planned.logging_dir}/logs")
+        peak_mb = int(result.read_text()) / 1024
         rows.append({"job": planned.job.name, "tasks": planned.job.tasks, "seconds": round(seconds, 2),
-                     "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)})  # Linux: ru_maxrss in KiB
-        print(f"  {planned.job.name}: {seconds:.1f} s, peak {usage.ru_maxrss / 1024:.0f} MB", flush=True)
+                     "peak_rss_mb": round(peak_mb, 1)})
+        print(f"  {planned.job.name}: {seconds:.1f} s, peak {peak_mb:.0f} MB", flush=True)
     return rows
 
 
@@ -285,9 +299,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="documents per corpus, comma-separated")
     parser.add_argument("--run-job", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_job:
-        run_one_job(args.run_job, args.index)
+        run_one_job(args.run_job, args.index, args.result)
         return
     work = args.out / "scale"
     work.mkdir(parents=True, exist_ok=True)
