@@ -17,7 +17,7 @@ install extras="cpu,dev,ray":
 sample:
     moss-data sample --out data/sample
 
-# run the corpus stage of a recipe (resumes if interrupted) and print its report
+# run a corpus recipe's chain on its executor (local, Slurm: submits all jobs, Ray); resumes; prints its report
 corpus recipe="recipes/corpus/sample.yaml":
     moss-data corpus {{recipe}}
 
@@ -33,8 +33,7 @@ check-recipe recipe:
 test *args:
     python -m pytest -q {{args}}
 
-# the inner loop: everything but the engine runs (Slurm, Ray) and the model-heavy tests (dialogue, feedback, SFT, DPO,
-# eval, chat)
+# the inner loop: all but the Slurm/Ray runs and the model-heavy tests (dialogue, feedback, SFT, DPO, eval, chat)
 test-fast *args:
     python -m pytest -q -x --ignore=tests/test_chain.py --ignore=tests/test_engines.py --ignore=tests/test_dialogue.py --ignore=tests/test_feedback.py --ignore=tests/test_tool_traces.py --ignore=tests/test_sft.py --ignore=tests/test_dpo.py --ignore=tests/test_evaluate.py --ignore=tests/test_chat_loop.py --ignore=tests/test_backends.py {{args}}
 
