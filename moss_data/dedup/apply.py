@@ -17,8 +17,9 @@ from datatrove.data import DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
 
+from moss_data.io.atomic import fingerprint_records
 from moss_data.dedup.lineage import (KEPT, NO_FILE, LineageError, RemovalList, doc_uid, entry, file_sha256,
-                                     fingerprint, input_files, uid_hex, uid_int)
+                                     input_files, uid_hex, uid_int)
 from moss_data.dedup.reader import FILE_KEY
 from moss_data.dedup.workfiles import apply_file, write_json
 
@@ -54,7 +55,7 @@ class ApplyRemovals(PipelineStep):
             sha = known["sha256"] if known and known["size"] == size and name not in mine else file_sha256(source, name)
             records.append({"name": name, "size": size, "sha256": sha})
         removals = RemovalList(meta["input_fingerprint"], files=meta["files"], routes=meta["routes"])
-        removals.check_applies_to(fingerprint(records))
+        removals.check_applies_to(fingerprint_records(records))
         unattributed = meta["file_offsets"][0] if meta["file_offsets"] else meta["rows"]
         if unattributed or [f["name"] for f in meta["files"]] != [name for name, _ in listing]:
             raise LineageError(f"{unattributed or 'some'} removal(s) name documents not in this input: recompute "

@@ -25,7 +25,8 @@ from datatrove.pipeline.base import PipelineStep
 
 from moss_data.dedup.candidates import read_signature_metas, route_table
 from moss_data.dedup.config import DedupConfig
-from moss_data.dedup.lineage import CONTAMINATED, KEPT, NEAR, REASONS, ROW, RemovalList, fingerprint
+from moss_data.io.atomic import fingerprint_records
+from moss_data.dedup.lineage import CONTAMINATED, KEPT, NEAR, REASONS, ROW, RemovalList
 from moss_data.dedup.workfiles import CONTAMINATED_DOC, EDGE, edge_file, read_all, read_json, signature_file
 
 
@@ -176,7 +177,7 @@ class ResolveClusters(PipelineStep):
         for name in self.clear:  # the manifest first: a stage interrupted from here on is not done
             if out.exists(name):
                 out.rm(name, recursive=True)
-        RemovalList(fingerprint(files), rows, files, routes).save(self.removals_dir)
+        RemovalList(fingerprint_records(files), rows, files, routes).save(self.removals_dir)
         self.stat_update("edges_read", value=read, unit="job")
         self.stat_update("edges", value=len(edges), unit="job")
         self.stat_update("documents_with_edges", value=len(uids), unit="job")

@@ -13,15 +13,14 @@ it to some input files reads only their rows (positioned reads, local or remote)
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 import numpy as np
 import orjson
 import xxhash
 from datatrove.io import DataFolder, get_datafolder
 
+from moss_data.io.atomic import fingerprint_records, stream_sha256
 from moss_data.io.documents import SHARD_PATTERN
 
 
@@ -52,24 +51,14 @@ def input_files(folder: DataFolder) -> list[tuple[str, int]]:
 
 
 def file_sha256(folder: DataFolder, name: str) -> str:
-    h = hashlib.sha256()
     with folder.open(name, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+        return stream_sha256(f)
 
-
-def fingerprint(records: list[dict]) -> str:
-    """Hash of (name, size, sha256) records, as :func:`moss_data.io.atomic.input_fingerprint` computes it."""
-    h = hashlib.sha256()
-    for r in sorted(records, key=lambda r: PurePosixPath(r["name"]).parts):
-        h.update(f"{r['name']}\0{r['size']}\0{r['sha256']}\n".encode())
-    return h.hexdigest()
 
 
 def folder_fingerprint(folder: DataFolder | str) -> str:
     folder = get_datafolder(folder)
-    return fingerprint([{"name": n, "size": s, "sha256": file_sha256(folder, n)} for n, s in input_files(folder)])
+    return fingerprint_records([{"name": n, "size": s, "sha256": file_sha256(folder, n)} for n, s in input_files(folder)])
 
 
 # ------------------------------------------------------------------ the removal list

@@ -19,7 +19,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import orjson
 import xxhash
@@ -63,20 +63,32 @@ def atomic_folder(path: Path) -> Iterator[Path]:
     tmp.rename(path)
 
 
-def file_sha256(path: Path) -> str:
+def stream_sha256(f) -> str:
+    """sha256 of an open binary file (local or fsspec), read in 1 MB blocks."""
     h = hashlib.sha256()
+    while block := f.read(1 << 20):
+        h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
+        return stream_sha256(f)
+
+
+def fingerprint_records(records: list[dict]) -> str:
+    """The input fingerprint of ``{"name", "size", "sha256"}`` records (names relative to the input folder), in
+    name order: any change to the files changes it. One formula for local files and DataFolders."""
+    h = hashlib.sha256()
+    for r in sorted(records, key=lambda r: PurePosixPath(r["name"]).parts):
+        h.update(f"{r['name']}\0{r['size']}\0{r['sha256']}\n".encode())
     return h.hexdigest()
 
 
 def input_fingerprint(files: list[Path], root: Path) -> str:
     """Names (relative to ``root``), sizes and content hashes of the input files: any change to them changes it."""
-    h = hashlib.sha256()
-    for f in sorted(files):
-        h.update(f"{Path(f).relative_to(root)}\0{Path(f).stat().st_size}\0{file_sha256(f)}\n".encode())
-    return h.hexdigest()
+    return fingerprint_records([{"name": str(Path(f).relative_to(root)), "size": Path(f).stat().st_size,
+                                 "sha256": file_sha256(f)} for f in files])
 
 
 def config_hash(config: BaseModel | dict | list) -> str:
