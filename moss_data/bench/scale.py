@@ -1,13 +1,16 @@
 """`just bench-scale`: the corpus chain at growing sizes: wall time and peak memory per job per document, a fit, a
 plot, and a projection to MOSS's 680B tokens in node-hours.
 
-Corpora are made from real text, resampled and lightly edited: paragraphs of the sample corpus's cleaned English and
-Chinese documents (Debian Reference, LibreOffice help, fortunes-zh) and top-level blocks of its code files (the
-standard library part, PyYAML), joined 2-6 at a time into new documents with 1% of their tokens edited; 10% of the
-documents are near-duplicates of a recent one (tokens edited at 2-6%) and 2% exact copies, so dedup has real work
-at a constant duplicate rate. (Whole files resampled with a few lines dropped made every code file a cluster whose
-size grows with N: candidate pairs, and so that job's cost, then grow quadratically; the README reports that case.) Inputs are JSONL (web text is already
-extracted: trafilatura's cost is measured by `just bench-corpus`).
+Corpora are made from real text, resampled and lightly edited: sentences of the sample corpus's cleaned English and
+Chinese documents (Debian Reference, LibreOffice help, fortunes-zh) and lines of its code files (the standard
+library part, PyYAML), taken in runs of 1-3 consecutive units, joined into new documents of 2-6 paragraphs (text)
+or 10-60 lines (code), with 1% of their tokens edited; 10% of the documents are near-duplicates of a recent one
+(tokens edited at 2-6%) and 2% exact copies, so dedup has real work at a constant duplicate rate. The units are
+short on purpose: a finite pool resampled in long pieces (whole paragraphs, top-level code blocks) puts each piece
+in a number of documents that grows with N, so chance LSH collisions, candidate pairs and the candidates job's cost
+grow quadratically (measured: 22k -> 325k -> 5.09M candidate pairs at 8k / 32k / 128k documents), which real,
+mostly distinct documents do not do. Inputs are JSONL (web text is already extracted: trafilatura's cost is
+measured by `just bench-corpus`).
 
 Every job of the chain (``moss_data.chain.run.corpus_plan``) runs in a process of its own with datatrove's local
 executor, its ``tasks`` tasks one after another in that process (one worker: datatrove's pool workers would live
@@ -64,17 +67,23 @@ DOCS_PER_FILE = 5000
 # ------------------------------------------------------------------ corpora
 
 
-def paragraph_pools(sample: Path, work: Path) -> dict[str, list[str]]:
-    """Paragraphs of the sample corpus's clean English and Chinese documents, and its code files."""
+GENERATOR = 2  # bumped when documents are made differently: a cached corpus of another generator is remade
+_SENTENCE_END = {"en": re.compile(r"(?<=[.!?])\s+"), "zh": re.compile(r"(?<=[。！？；])")}
+
+
+def unit_pools(sample: Path, work: Path) -> dict[str, list[str]]:
+    """Sentences of the sample corpus's clean English and Chinese documents, and lines of its code files."""
     clean = CleanLayout(sample / "corpus").clean
     if not any(clean.glob("*/*.jsonl.gz")):
         clean = _run_sample_recipe(sample, work)
     pools: dict[str, list[str]] = {"en": [], "zh": [], "code": []}
     for route in pools:
         for d in iter_documents(clean / route):
-            # code: top-level blocks (a blank line, then an unindented line, starts one); text: paragraphs
-            split = re.split(r"\n\s*\n(?=\S)", d["text"]) if route == "code" else d["text"].split("\n\n")
-            pools[route] += [p.strip() for p in split if len(p.strip()) >= 40]
+            if route == "code":
+                pools[route] += [line.rstrip() for line in d["text"].splitlines() if len(line.strip()) >= 4]
+                continue
+            for paragraph in d["text"].split("\n\n"):
+                pools[route] += [u.strip() for u in _SENTENCE_END[route].split(paragraph) if len(u.strip()) >= 10]
     if not all(pools.values()):
         raise RuntimeError(f"bench-scale: no {[r for r, p in pools.items() if not p]} documents under {clean}")
     return pools
@@ -104,11 +113,25 @@ def _edit(text: str, rate: float, rng: random.Random, cjk: bool) -> str:
     return ("" if cjk else " ").join(out)
 
 
+def _runs(pool: list[str], count: int, rng: random.Random) -> list[str]:
+    """``count`` runs of 1-3 consecutive units from random places of the pool."""
+    out = []
+    for _ in range(count):
+        start = rng.randrange(len(pool))
+        out += pool[start : start + rng.randint(1, 3)]
+    return out
+
+
 def make_document(route: str, pools: dict[str, list[str]], rng: random.Random) -> str:
-    """2-6 pieces of the route's pool (paragraphs; for code, top-level blocks of the sample's files), lightly
-    edited: new documents that are not near-duplicates of each other, so only the planted ones are."""
-    pieces = [_edit(rng.choice(pools[route]), 0.01, rng, route == "zh") for _ in range(rng.randint(2, 6))]
-    return "\n\n".join(pieces)
+    """Runs of real sentences (text) or lines (code) lightly edited: new documents that are not near-duplicates of
+    each other, so only the planted ones are."""
+    cjk = route == "zh"
+    if route == "code":
+        return "\n".join(_edit(u, 0.01, rng, False) for u in _runs(pools[route], rng.randint(5, 30), rng))
+    joiner = "" if cjk else " "
+    paragraphs = [joiner.join(_edit(u, 0.01, rng, cjk) for u in _runs(pools[route], rng.randint(2, 5), rng))
+                  for _ in range(rng.randint(2, 6))]
+    return "\n\n".join(paragraphs)
 
 
 def write_corpus(n: int, pools: dict[str, list[str]], folder: Path, seed: int = 0) -> dict[str, int]:
@@ -116,7 +139,10 @@ def write_corpus(n: int, pools: dict[str, list[str]], folder: Path, seed: int = 
     them), code apart. Returns documents per group. Skipped when a complete corpus of this size is there."""
     done = folder / ".complete"
     if done.exists():
-        return orjson.loads(done.read_bytes())
+        made = orjson.loads(done.read_bytes())
+        if made.get("generator") == GENERATOR:
+            return made["counts"]
+        shutil.rmtree(folder)
     rng = random.Random(seed)
     shares = {"en": 0.53, "zh": 0.15, "code": 0.32}  # MOSS's 360 : 100 : 220
     recent: dict[str, list[str]] = {r: [] for r in shares}
@@ -144,7 +170,7 @@ def write_corpus(n: int, pools: dict[str, list[str]], folder: Path, seed: int = 
         counts[group] += 1
     for w in writers.values():
         w.close()
-    done.write_bytes(orjson.dumps(counts))
+    done.write_bytes(orjson.dumps({"generator": GENERATOR, "counts": counts}))
     return counts
 
 
@@ -306,7 +332,7 @@ def main() -> None:
         return
     work = args.out / "scale"
     work.mkdir(parents=True, exist_ok=True)
-    pools = paragraph_pools(args.sample, work)
+    pools = unit_pools(args.sample, work)
     runs = []
     for n in sorted(int(s) for s in args.sizes.split(",")):
         print(f"bench-scale: {n} documents", flush=True)

@@ -169,7 +169,7 @@ class FindDuplicatePairs(PipelineStep):
         pair, kind = codes // 4, (codes % 4).astype(np.uint8)
         return pair // n, pair % n, kind
 
-    def verify_near(self, work, metas, docs, task, index, a, b) -> np.ndarray:
+    def verify_near(self, work, metas, docs, task, index, a, b, block_pairs: int = 1 << 14) -> np.ndarray:
         """Similarity of each pair (a[k], b[k]) of bucketed documents, NaN when under the threshold."""
         cfg = self.cfg
         out = np.full(len(a), np.nan, dtype=np.float32)
@@ -189,21 +189,24 @@ class FindDuplicatePairs(PipelineStep):
         start, count = docs["shingles_start"], docs["shingles_count"]
         size_a, size_b = count[a].astype(np.int64), count[b].astype(np.int64)
         todo = np.flatnonzero(np.minimum(size_a, size_b) >= cfg.threshold * np.maximum(size_a, size_b))  # size filter
-        needed = np.unique(np.concatenate([a[todo], b[todo]]))
-        stores = {}
-        for r in np.unique(task[needed]).tolist():
-            sel = needed[task[needed] == r]
-            stores[r] = RecordRanges(work, signature_file(r, "shingles.bin"), SHINGLE)
-            stores[r].prefetch(start[sel], count[sel])
+        stores = {r: RecordRanges(work, signature_file(r, "shingles.bin"), SHINGLE)
+                  for r in np.unique(task[np.concatenate([a[todo], b[todo]])]).tolist()}
         try:
-            for block in range(0, len(todo), 1 << 14):
-                ks = todo[block : block + (1 << 14)]
+            # a block of pairs at a time: on remote storage only the block's shingle sets are fetched and held
+            for block in range(0, len(todo), block_pairs):
+                ks = todo[block : block + block_pairs]
+                needed = np.unique(np.concatenate([a[ks], b[ks]]))
+                for r, store in stores.items():
+                    sel = needed[task[needed] == r]
+                    store.prefetch(start[sel], count[sel])
                 for k, x, y in zip(ks.tolist(), a[ks].tolist(), b[ks].tolist()):
                     sx = stores[int(task[x])].get(int(start[x]), int(count[x]))
                     sy = stores[int(task[y])].get(int(start[y]), int(count[y]))
                     sim = shingle_similarity(sx, sy, cfg.threshold)
                     if sim is not None:
                         out[k] = sim
+                for store in stores.values():
+                    store.release()
         finally:
             for store in stores.values():
                 store.close()

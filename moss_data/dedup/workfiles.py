@@ -163,6 +163,10 @@ class RecordRanges:
             return np.frombuffer(os.pread(self.fd, size, start * self.dtype.itemsize), dtype=self.dtype)
         return self.cache[start]
 
+    def release(self) -> None:
+        """Forgets the prefetched ranges (the caller has verified the pairs that needed them)."""
+        self.cache.clear()
+
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)

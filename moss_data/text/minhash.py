@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-_CHUNK = 4096  # shingles per matrix block: bounds memory at CHUNK x num_perm x 8 bytes
+_CHUNK = 2048  # shingles per matrix block: bounds memory at CHUNK x num_perm x 8 bytes
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,16 @@ class MinHasher:
         self.b = rng.integers(0, 2**63, size=params.num_perm, dtype=np.uint64)
 
     def signature(self, shingles: np.ndarray) -> np.ndarray:
-        """uint32 signature of length num_perm; an empty document gets all-max (it matches only other empties)."""
-        sig = np.full(self.params.num_perm, np.iinfo(np.uint32).max, dtype=np.uint64)
+        """uint32 signature of length num_perm; an empty document gets all-max (it matches only other empties).
+
+        The ``>> 32`` is taken after the minimum: it is monotone, so ``min(h >> 32) == min(h) >> 32``, and one pass
+        over the block is saved; the block buffer is reused (no temporaries per block)."""
+        sig = np.full(self.params.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+        block = np.empty((min(len(shingles), _CHUNK), self.params.num_perm), dtype=np.uint64)
         with np.errstate(over="ignore"):
             for start in range(0, len(shingles), _CHUNK):
-                block = shingles[start : start + _CHUNK, None]
-                np.minimum(sig, ((block * self.a + self.b) >> np.uint64(32)).min(axis=0), out=sig)
-        return sig.astype(np.uint32)
+                values = block[: len(shingles[start : start + _CHUNK])]
+                np.multiply(shingles[start : start + _CHUNK, None], self.a, out=values)
+                np.add(values, self.b, out=values)
+                np.minimum(sig, values.min(axis=0), out=sig)
+        return (sig >> np.uint64(32)).astype(np.uint32)

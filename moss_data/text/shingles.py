@@ -46,8 +46,20 @@ def tokenize(text: str, route: str) -> list[str]:
     return pattern.findall(text)
 
 
+_TOKEN_HASHES: dict[str, int] = {}  # token -> xxh3: words repeat, so most tokens are hashed once per process
+_TOKEN_CACHE_MAX = 1 << 20
+
+
 def token_hashes(tokens: list[str]) -> np.ndarray:
-    return np.fromiter((xxhash.xxh3_64_intdigest(t) for t in tokens), dtype=np.uint64, count=len(tokens))
+    cache = _TOKEN_HASHES
+    if len(cache) > _TOKEN_CACHE_MAX:
+        cache.clear()
+    hashes = [cache.get(t) for t in tokens]
+    if None in hashes:
+        for i, t in enumerate(tokens):
+            if hashes[i] is None:
+                hashes[i] = cache[t] = xxhash.xxh3_64_intdigest(t)
+    return np.array(hashes, dtype=np.uint64)
 
 
 def shingle_hashes(text: str, route: str, n: int = 5) -> np.ndarray:
@@ -60,13 +72,22 @@ def shingle_hashes(text: str, route: str, n: int = 5) -> np.ndarray:
     if n > len(_MIX):
         raise ValueError(f"shingle size {n} > {len(_MIX)} is not supported")
     count = len(hashes) - n + 1
-    with np.errstate(over="ignore"):  # uint64 arithmetic wraps on purpose
-        combined = np.zeros(count, dtype=np.uint64)
+    combined = np.zeros(count, dtype=np.uint64)
+    product, high = np.empty(count, dtype=np.uint64), np.empty(count, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps on purpose; in place: no temporaries per step
         for i in range(n):
-            combined ^= hashes[i : i + count] * _MIX[i]
-            combined = (combined << np.uint64(13)) | (combined >> np.uint64(51))
-        combined *= np.uint64(0x94D049BB133111EB)
-    return np.unique(combined >> np.uint64(32))
+            np.multiply(hashes[i : i + count], _MIX[i], out=product)
+            np.bitwise_xor(combined, product, out=combined)
+            np.left_shift(combined, np.uint64(13), out=product)  # rotate left by 13
+            np.right_shift(combined, np.uint64(51), out=high)
+            np.bitwise_or(product, high, out=combined)
+        np.multiply(combined, np.uint64(0x94D049BB133111EB), out=combined)
+        np.right_shift(combined, np.uint64(32), out=combined)
+    combined.sort()
+    distinct = np.empty(count, dtype=bool)
+    distinct[0] = True
+    np.not_equal(combined[1:], combined[:-1], out=distinct[1:])
+    return combined[distinct]
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
