@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, TypeVar, Union
+from typing import Annotated, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, ValidationError
+from upath import UPath
 
 
 class StrictModel(BaseModel):
@@ -23,24 +24,24 @@ class StrictModel(BaseModel):
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def _local_path_or_url(value) -> Path | str:
-    """A local folder becomes a Path; an fsspec URL (``s3://...``) stays the exact string (a Path would turn
-    ``s3://b`` into ``s3:/b``); ``file://`` URLs are local folders."""
-    if isinstance(value, Path):
+def _path_or_url(value) -> UPath:
+    """A folder as a UPath: a local path, or an fsspec URL kept whole (``s3://b/x``, ``file:///x``; a
+    ``pathlib.Path`` would turn ``s3://b`` into ``s3:/b``)."""
+    if isinstance(value, UPath):
         return value
+    if isinstance(value, Path):
+        return UPath(str(value))
     if not isinstance(value, str) or not value:
         raise ValueError(f"expected a folder path or URL, got {value!r}")
-    if _URL.match(value):
-        return Path(value[len("file://"):]) if value.startswith("file://") else value
-    return Path(value)
+    return UPath(value)
 
 
-# A recipe field naming a folder that may live on a remote filesystem (fsspec / datatrove DataFolder).
-DataPath = Annotated[Union[Path, str], PlainValidator(_local_path_or_url), PlainSerializer(str, return_type=str)]
+# A recipe field naming a folder that may live on any fsspec filesystem (see moss_data.io.storage).
+DataPath = Annotated[UPath, PlainValidator(_path_or_url), PlainSerializer(str, return_type=str)]
 
 
 def is_url(path: Path | str) -> bool:
-    return isinstance(path, str) and bool(_URL.match(path))
+    return bool(_URL.match(str(path)))
 
 
 class RecipeError(ValueError):

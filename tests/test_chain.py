@@ -18,6 +18,7 @@ from moss_data.chain.recipe import CorpusRecipe
 from moss_data.chain.run import corpus_plan, run_corpus
 from moss_data.chain.status import chain_state, chain_status
 from moss_data.io.documents import document_files
+from moss_data.io.storage import as_path, load_npy
 from moss_data.io.tokens import TokenCorpus
 
 CHAIN_TIMEOUT_S = 900
@@ -26,16 +27,16 @@ CHAIN_TIMEOUT_S = 900
 def outputs(recipe: CorpusRecipe) -> dict:
     """What the chain produced, comparable across executors: kept and removed documents per file (decompressed: gzip
     headers carry a time), token ids per route in shard order, the mix manifest's figures and the mix index."""
-    out = Path(recipe.output_dir)
+    out = as_path(recipe.output_dir)
     layout = ChainLayout(out)
-    docs = {str(p.relative_to(out)): gzip.decompress(p.read_bytes())
+    docs = {p.relative_to(out).as_posix(): gzip.decompress(p.read_bytes())
             for folder in (layout.clean, layout.dedup) for p in document_files(folder)}
     corpus = TokenCorpus(out)
     tokens = {route: np.concatenate([s.tokens for s in corpus.open_shards(route)]).tolist()
               for route in corpus.routes()}
     mix = corpus.mix_manifest()
     figures = {k: mix[k] for k in ("routes", "available_tokens", "mixed_tokens", "achieved_ratio", "documents")}
-    return {"docs": docs, "tokens": tokens, "mix": figures, "index": np.load(corpus.mix_index_path).tolist(),
+    return {"docs": docs, "tokens": tokens, "mix": figures, "index": load_npy(corpus.mix_index_path).tolist(),
             "reports": sorted(p.name for p in layout.report.iterdir())}
 
 
@@ -117,3 +118,22 @@ def test_ray_runs_the_whole_chain(ray_cluster, sample_recipe, local_outputs, tmp
     assert chain_state(chain_status(recipe)) == "done"
     assert rank_workers_started(ray_cluster) - before >= len(corpus_plan(recipe))  # every job ran in Ray actors
     assert outputs(recipe) == local_outputs
+
+
+def test_the_chain_writes_through_fsspec_urls_with_the_same_outputs(sample_recipe, local_outputs, tmp_path,
+                                                                    monkeypatch):
+    """Every stage reads and writes the output folder through fsspec: a ``memory://`` output (fsspec's in-memory
+    filesystem, one process: one worker) and a ``file://`` URL (worker processes) give the local run's outputs, and
+    no URL is ever turned into a local path (``memory://x`` as a Path would be a folder ``memory:`` here)."""
+    monkeypatch.chdir(tmp_path)
+    in_memory = recipe_on(sample_recipe, "memory://chain-test/out", workers=1)
+    assert in_memory.output_dir.protocol == "memory"
+    run_corpus(in_memory)
+    assert outputs(in_memory) == local_outputs
+    assert not any(tmp_path.iterdir()), f"a URL became a local path: {sorted(tmp_path.iterdir())}"
+    as_path("memory://chain-test").fs.rm("/chain-test", recursive=True)
+
+    file_url = recipe_on(sample_recipe, f"file://{tmp_path}/file-url")
+    assert str(file_url.output_dir).startswith("file://")
+    run_corpus(file_url)
+    assert outputs(file_url) == local_outputs

@@ -19,7 +19,7 @@ import polars as pl  # noqa: E402
 
 from moss_data.chain.layout import ChainLayout  # noqa: E402
 from moss_data.dedup.stage import manifest_path as dedup_manifest_path  # noqa: E402
-from moss_data.io.atomic import atomic_write_text  # noqa: E402
+from moss_data.io.atomic import atomic_write_figure, atomic_write_text  # noqa: E402
 from moss_data.io.tokens import TokenCorpus  # noqa: E402
 from moss_data.tables import markdown_table  # noqa: E402
 
@@ -27,7 +27,7 @@ from moss_data.tables import markdown_table  # noqa: E402
 def _save(fig, path: Path, alt: str) -> str:
     """Writes the figure and returns its markdown image line."""
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write_figure(path, fig, dpi=100)
     plt.close(fig)
     return f"\n![{alt}]({path.name})\n"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from moss_data.io.storage import as_path
+
 from moss_data.corpus.layout import CleanLayout
 from moss_data.dedup.stage import kept_dir
 
@@ -21,7 +23,7 @@ class ChainLayout:
     @property
     def dedup(self) -> Path:
         """Dedup stage output: ``kept/`` and ``removed/`` document folders, ``removals.json``, ``manifest.json``."""
-        return Path(self.root) / "dedup"
+        return as_path(self.root) / "dedup"
 
     @property
     def dedup_kept(self) -> Path:
@@ -40,7 +42,7 @@ class ChainLayout:
     @property
     def chain_state(self) -> Path:
         """What a Slurm submission launched: each job's name, tasks, logging folder and Slurm job id."""
-        return Path(self.root) / "chain.json"
+        return as_path(self.root) / "chain.json"
 
     def logs(self, job: str) -> Path:
         """datatrove's logging folder of one job (stats, completions, task logs); a clean job is named after its

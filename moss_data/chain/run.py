@@ -14,7 +14,6 @@ and a job that has work to do makes every job after it run again (their input ch
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from moss_data.chain.report_step import ChainReport
 from moss_data.corpus.pipeline import clean_plan
 from moss_data.dedup.stage import dedup_plan
 from moss_data.io.atomic import atomic_write_json, config_hash
+from moss_data.io.storage import as_path, remove_tree
 from moss_data.plan import Job
 from moss_data.recipe import is_url
 from moss_data.text.langid import lid176_model_path
@@ -71,15 +71,10 @@ def corpus_plan(recipe: CorpusRecipe) -> list[PlannedJob]:
 
 
 def check_sources(recipe: CorpusRecipe) -> None:
-    if is_url(recipe.output_dir):
-        raise ValueError(
-            f"output_dir {recipe.output_dir}: the chain's reports and memory-mapped token shards need a local or "
-            "mounted filesystem in this version (the clean and dedup jobs themselves write through fsspec); mount "
-            "the bucket (s3fs, mountpoint-s3) and give its path. Sources may be URLs.")
     if any(s.kind != "code" for s in recipe.sources):
         lid176_model_path()  # fail before any task starts, with the install hint
     for source in recipe.sources:
-        if not Path(source.path).exists() and "://" not in source.path:
+        if not is_url(source.path) and not Path(source.path).exists():
             raise FileNotFoundError(
                 f"source {source.name!r}: {source.path} does not exist (for the sample corpus run `just sample`)"
             )
@@ -89,7 +84,7 @@ def run_corpus(recipe: CorpusRecipe) -> Path:
     """Runs the chain here (local, ray) or submits it (slurm). Returns the report folder (complete once the chain
     is; on Slurm, see ``corpus-status``)."""
     check_sources(recipe)
-    Path(recipe.output_dir).mkdir(parents=True, exist_ok=True)
+    as_path(recipe.output_dir).mkdir(parents=True, exist_ok=True)
     planned = corpus_plan(recipe)
     if recipe.executor.kind == "slurm":
         submit_chain(recipe, planned)
@@ -104,7 +99,7 @@ def rerun_if_upstream_changed(executor, p: PlannedJob, stale: bool) -> bool:
     """A job whose upstream redid work must run again, so its completion markers go; returns whether this job
     will do work (and so makes everything after it run again)."""
     if stale:
-        shutil.rmtree(Path(p.logging_dir) / "completions", ignore_errors=True)
+        remove_tree(as_path(p.logging_dir) / "completions")
     return stale or bool(executor.get_incomplete_ranks())
 
 

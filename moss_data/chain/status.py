@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import orjson
 
 from moss_data.chain.layout import ChainLayout
 from moss_data.chain.recipe import CorpusRecipe
 from moss_data.chain.run import corpus_plan
+from moss_data.io.storage import as_path
 
 FAILED_STATES = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 
@@ -42,7 +42,7 @@ class JobStatus:
 
 
 def completed_tasks(logging_dir: str) -> int:
-    folder = Path(logging_dir) / "completions"
+    folder = as_path(logging_dir) / "completions"
     return sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
 
 

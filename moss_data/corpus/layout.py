@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from moss_data.io.storage import as_path
+
 
 @dataclass(frozen=True)
 class CleanLayout:
@@ -19,23 +21,23 @@ class CleanLayout:
 
     @property
     def clean(self) -> Path:
-        return Path(self.root) / "clean"
+        return as_path(self.root) / "clean"
 
     @property
     def excluded(self) -> Path:
-        return Path(self.root) / "excluded"
+        return as_path(self.root) / "excluded"
 
     @property
     def skipped(self) -> Path:
-        return Path(self.root) / "skipped"
+        return as_path(self.root) / "skipped"
 
     @property
     def report(self) -> Path:
-        return Path(self.root) / "report"
+        return as_path(self.root) / "report"
 
     @property
     def summary(self) -> Path:
         return self.report / "summary.json"
 
     def logs(self, source: str) -> Path:
-        return Path(self.root) / "logs" / source
+        return as_path(self.root) / "logs" / source

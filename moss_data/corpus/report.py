@@ -22,7 +22,7 @@ from loguru import logger
 
 from moss_data.corpus.config import CleanConfig
 from moss_data.corpus.layout import CleanLayout
-from moss_data.io.atomic import atomic_write_text
+from moss_data.io.atomic import atomic_write_figure, atomic_write_text
 from moss_data.io.documents import SHARD_PATTERN, iter_documents
 from moss_data.tables import markdown_table
 from moss_data.text.langid import ROUTES
@@ -149,7 +149,7 @@ def _plot_removals(removals: pl.DataFrame, kept: pl.DataFrame, path: Path) -> No
     axes[1].barh(labels[::-1], removals["documents"].to_list()[::-1], color="#c44e52")
     axes[1].set_title("removed documents by route and reason")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write_figure(path, fig, dpi=110)
     plt.close(fig)
 
 

@@ -5,9 +5,7 @@ sizes from the removal list, every output file with its sha256), keyed on config
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
-import orjson
 from datatrove.data import DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
@@ -17,6 +15,7 @@ from moss_data.dedup.config import DedupConfig
 from moss_data.dedup.lineage import KEPT, ROW, ROWS_FILE, RemovalList, file_sha256
 from moss_data.dedup.workfiles import apply_file, read_chunks, read_json
 from moss_data.io.atomic import StageRun, config_hash
+from moss_data.io.storage import as_path
 
 
 def stage_key(cfg: DedupConfig, input_fingerprint: str) -> dict:
@@ -24,25 +23,12 @@ def stage_key(cfg: DedupConfig, input_fingerprint: str) -> dict:
 
 
 def read_manifest(output_dir: str, manifest: str, key: dict) -> dict | None:
-    """The stage's manifest if it was made with this key (local: :meth:`StageRun.done`), else None."""
-    out = get_datafolder(output_dir)
-    if out.is_local():
-        return StageRun(Path(out.resolve_paths(manifest)), **key).done()
-    if not out.isfile(manifest):
-        return None
-    with out.open(manifest, "rb") as f:
-        stored = orjson.loads(f.read())
-    return stored if stored.get("key") == key else None
+    """The stage's manifest if it was made with this key (:meth:`StageRun.done`), else None."""
+    return StageRun(as_path(output_dir) / manifest, **key).done()
 
 
 def write_manifest(output_dir: str, manifest_name: str, key: dict, manifest: dict) -> dict:
-    out = get_datafolder(output_dir)
-    if out.is_local():
-        return StageRun(Path(out.resolve_paths(manifest_name)), **key).finish(manifest)
-    manifest = {"key": key, **manifest}
-    with out.open(manifest_name, "wb") as f:  # an object store's put is atomic
-        f.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-    return manifest
+    return StageRun(as_path(output_dir) / manifest_name, **key).finish(manifest)
 
 
 class FinalizeDedup(PipelineStep):

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from moss_data.io.storage import as_path
+
 from datatrove.io import get_datafolder
 from datatrove.pipeline.writers import JsonlWriter
 from loguru import logger
@@ -53,17 +55,17 @@ from moss_data.plan import Job, run_local
 
 def kept_dir(output_dir: Path | str) -> Path:
     """The document folder of kept documents in the stage's output folder."""
-    return Path(output_dir) / "kept"
+    return as_path(output_dir) / "kept"
 
 
 def removed_dir(output_dir: Path | str) -> Path:
     """The document folder of removed documents, each with ``dedup_reason`` and ``duplicate_of``."""
-    return Path(output_dir) / "removed"
+    return as_path(output_dir) / "removed"
 
 
 def manifest_path(output_dir: Path | str) -> Path:
     """The stage's completion record: counts by route and outcome, cluster sizes, output files (see StageRun)."""
-    return Path(output_dir) / "manifest.json"
+    return as_path(output_dir) / "manifest.json"
 
 
 KEPT, REMOVED, MANIFEST = kept_dir("").name, removed_dir("").name, manifest_path("").name

@@ -26,10 +26,19 @@ import xxhash
 from loguru import logger
 from pydantic import BaseModel
 
+from moss_data.io.storage import as_path, local_path, remove_tree
+
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` so that ``path`` holds either its old content or all of ``data``."""
-    path = Path(path)
+    """Writes ``data`` to ``path`` so that ``path`` holds either its old content or all of ``data``. Local files:
+    a temporary file, fsynced, renamed over the target; object stores: one PUT (atomic per object there)."""
+    local = local_path(path)
+    if local is None:
+        remote = as_path(path)
+        remote.parent.mkdir(parents=True, exist_ok=True)
+        remote.write_bytes(data)
+        return
+    path = local
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -47,10 +56,23 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, text.encode("utf-8"))
 
 
+def atomic_write_figure(path: Path, fig, dpi: int = 100) -> None:
+    """A matplotlib figure as a PNG file (rendered in memory, so the target may be on any filesystem)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    atomic_write(path, buf.getvalue())
+
+
 @contextlib.contextmanager
 def atomic_folder(path: Path) -> Iterator[Path]:
-    """Yields ``<path>.partial`` to build in; on success replaces ``path`` with it, on error removes it."""
-    path = Path(path)
+    """Yields ``<path>.partial`` to build in; on success replaces ``path`` with it, on error removes it. Local
+    folders only (models, checkpoints, the sample): a folder rename is not atomic on object stores."""
+    local = local_path(path)
+    if local is None:
+        raise ValueError(f"{path}: built folders (models, checkpoints) go to a local or mounted filesystem")
+    path = local
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)  # left by a build that was killed
     tmp.mkdir(parents=True)
@@ -72,7 +94,7 @@ def stream_sha256(f) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
+    with as_path(path).open("rb") as f:
         return stream_sha256(f)
 
 
@@ -87,7 +109,8 @@ def fingerprint_records(records: list[dict]) -> str:
 
 def input_fingerprint(files: list[Path], root: Path) -> str:
     """Names (relative to ``root``), sizes and content hashes of the input files: any change to them changes it."""
-    return fingerprint_records([{"name": str(Path(f).relative_to(root)), "size": Path(f).stat().st_size,
+    root = as_path(root)
+    return fingerprint_records([{"name": as_path(f).relative_to(root).as_posix(), "size": as_path(f).stat().st_size,
                                  "sha256": file_sha256(f)} for f in files])
 
 
@@ -104,7 +127,7 @@ class StageRun:
     the stored one is not done, so it is redone (and the log says which part of the key changed)."""
 
     def __init__(self, manifest_path: Path, **key: str | int | float | None):
-        self.manifest_path = Path(manifest_path)
+        self.manifest_path = as_path(manifest_path)
         self.key = key
 
     def load(self) -> dict | None:

@@ -13,6 +13,8 @@ from typing import Iterator
 
 import orjson
 
+from moss_data.io.storage import as_path
+
 SHARD_PATTERN = "*/*.jsonl.gz"  # <route>/<shard>, relative to a document folder
 
 
@@ -23,18 +25,19 @@ def route_filename(prefix: str) -> str:
 
 def document_files(folder: Path, pattern: str = "**/*.jsonl.gz") -> list[Path]:
     """The shards under a folder (``SHARD_PATTERN`` for exactly the route sub-folders of a document folder)."""
-    return sorted(Path(folder).glob(pattern))
+    return sorted(as_path(folder).glob(pattern), key=str)
 
 
 def routes_in(folder: Path) -> list[str]:
     """Routes that have a sub-folder in a document folder."""
-    return sorted(p.name for p in Path(folder).iterdir() if p.is_dir()) if Path(folder).is_dir() else []
+    folder = as_path(folder)
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
 def iter_documents(folder: Path, pattern: str = "**/*.jsonl.gz") -> Iterator[dict]:
     """Yields every document (``{"text", "id", "metadata"}``) of the shards under ``folder`` (a document folder, one
     route of it, or any folder of datatrove JSONL shards such as ``excluded/``), in file-name order."""
     for shard in document_files(folder, pattern):
-        with gzip.open(shard, "rb") as f:
+        with shard.open("rb") as raw, gzip.open(raw, "rb") as f:
             for line in f:
                 yield orjson.loads(line)

@@ -22,6 +22,7 @@ is rewritten on resume.
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ import numpy as np
 import orjson
 
 from moss_data.io.atomic import atomic_write, atomic_write_json
+from moss_data.io.storage import as_path, load_npy, local_path, unlink
 
 # every file of a shard, its meta first (removed first, so a half-removed shard reads as incomplete)
 SHARD_SUFFIXES = (".json", ".json.tmp", ".bin", ".bin.tmp", ".idx.npy", ".idx.npy.tmp", ".uids", ".uids.tmp")
@@ -56,13 +58,16 @@ class ShardWriter:
     its meta file, which is written last, so the meta doubles as the shard's completion record (``StageRun``)."""
 
     def __init__(self, path: Path, dtype: np.dtype, key: dict):
-        self.path = Path(path)
+        self.path = as_path(path)
         self.key = key
         self.dtype = dtype
         self.offsets = [0]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.with_suffix(".json").unlink(missing_ok=True)  # the shard is incomplete until close() writes it
-        self._bin = open(self.path.with_suffix(".bin.tmp"), "wb")
+        unlink(self.path.with_suffix(".json"))  # the shard is incomplete until close() writes it
+        # tokens stream to a local file: beside the shard, or (object stores) a temporary one uploaded at close
+        local = local_path(self.path)
+        self._bin_tmp = local.with_suffix(".bin.tmp") if local else Path(tempfile.mkstemp(suffix=".bin")[1])
+        self._bin = open(self._bin_tmp, "wb")
 
     def add(self, ids: list[int]) -> None:
         arr = np.asarray(ids, dtype=self.dtype)
@@ -71,7 +76,11 @@ class ShardWriter:
 
     def close(self) -> dict:
         self._bin.close()
-        self.path.with_suffix(".bin.tmp").replace(self.path.with_suffix(".bin"))
+        if local_path(self.path) is not None:
+            self._bin_tmp.replace(local_path(self.path).with_suffix(".bin"))
+        else:
+            self.path.fs.put_file(str(self._bin_tmp), self.path.with_suffix(".bin").path)
+            self._bin_tmp.unlink()
         _save_npy(self.path.with_suffix(".idx.npy"), np.asarray(self.offsets, dtype=np.int64))
         meta = {"key": self.key, "dtype": self.dtype.name, "documents": len(self.offsets) - 1,
                 "tokens": self.offsets[-1]}
@@ -92,7 +101,7 @@ class TokenShard:
 
     @classmethod
     def open(cls, path: Path) -> "TokenShard":
-        path = Path(path)
+        path = as_path(path)
         meta_path = path.with_suffix(".json")
         if not meta_path.exists():
             raise FileNotFoundError(f"token shard {path} is incomplete (no {meta_path.name}); rerun the tokenize stage")
@@ -100,8 +109,10 @@ class TokenShard:
         if meta["tokens"] == 0:  # an empty shard (a task whose files of the route held no documents): no memmap
             tokens = np.zeros(0, dtype=meta["dtype"])
         else:
-            tokens = np.memmap(path.with_suffix(".bin"), dtype=meta["dtype"], mode="r")
-        offsets = np.load(path.with_suffix(".idx.npy"))
+            local = local_path(path)  # object stores: read whole (mount or copy large corpora for training)
+            tokens = (np.memmap(local.with_suffix(".bin"), dtype=meta["dtype"], mode="r") if local is not None else
+                      np.frombuffer(path.with_suffix(".bin").read_bytes(), dtype=meta["dtype"]))
+        offsets = load_npy(path.with_suffix(".idx.npy"))
         if offsets[-1] != len(tokens) or len(offsets) - 1 != meta["documents"]:
             raise ValueError(f"token shard {path}: index ends at {offsets[-1]} ({len(offsets) - 1} documents) but the "
                              f".bin holds {len(tokens)} tokens and the meta says {meta['documents']} documents")
@@ -177,7 +188,7 @@ class TokenCorpus:
 
     @property
     def tokenizer_path(self) -> Path:
-        return Path(self.root) / "tokenizer" / "tokenizer.json"
+        return as_path(self.root) / "tokenizer" / "tokenizer.json"
 
     @property
     def tokenizer_manifest_path(self) -> Path:
@@ -186,7 +197,7 @@ class TokenCorpus:
 
     @property
     def tokens_dir(self) -> Path:
-        return Path(self.root) / "tokens"
+        return as_path(self.root) / "tokens"
 
     @property
     def manifest_path(self) -> Path:
@@ -194,11 +205,11 @@ class TokenCorpus:
 
     @property
     def mix_index_path(self) -> Path:
-        return Path(self.root) / "mix" / "index.npy"
+        return as_path(self.root) / "mix" / "index.npy"
 
     @property
     def mix_manifest_path(self) -> Path:
-        return Path(self.root) / "mix" / "manifest.json"
+        return as_path(self.root) / "mix" / "manifest.json"
 
     def shard_path(self, route: str, rank: int = 0) -> Path:
         """The shard the tokenize task ``rank`` writes for ``route`` (suffixes added by the writer and reader)."""
@@ -232,7 +243,7 @@ class TokenCorpus:
         """Deletes every file of a shard (the meta first, so a reader never sees a complete shard lose its data)."""
         base = self.tokens_dir / route / name
         for suffix in SHARD_SUFFIXES:
-            Path(f"{base}{suffix}").unlink(missing_ok=True)
+            unlink(base.with_name(base.name + suffix))
 
     def manifest(self) -> dict:
         if not self.manifest_path.exists():
@@ -269,5 +280,5 @@ class TokenCorpus:
     def mixed_documents(self) -> Iterator[np.ndarray]:
         """Token documents in mix order (each ends with the end-of-document token), over every shard of the mix."""
         shards = self.mix_shards()
-        for pos, doc in np.load(self.mix_index_path, mmap_mode="r"):
+        for pos, doc in load_npy(self.mix_index_path, mmap=True):
             yield shards[int(pos)].document(int(doc))

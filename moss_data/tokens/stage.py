@@ -30,7 +30,6 @@ and :func:`run_mix` run the plans here, for the stage on its own.
 from __future__ import annotations
 
 import math
-import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from loguru import logger
 
 from moss_data.io.atomic import StageRun, atomic_write, config_hash, input_fingerprint
 from moss_data.io.documents import SHARD_PATTERN, document_files, iter_documents
+from moss_data.io.storage import as_path, remove_tree, unlink
 from moss_data.io.tokens import ShardWriter, TokenCorpus, TokenShard, shard_name, shard_rank, token_dtype
 from moss_data.plan import Job, run_local
 from moss_data.tokens.config import MixConfig, TokenizeConfig
@@ -55,7 +55,8 @@ LOGS = "logs"  # <out>/logs/<job>: where run_tokenize / run_mix keep datatrove's
 
 def all_files(docs_dir: str | Path) -> list[str]:
     """The document folder's ``<route>/*.jsonl.gz`` files, relative to it, sorted (the order shards follow)."""
-    return sorted(p.relative_to(docs_dir).as_posix() for p in document_files(Path(docs_dir), SHARD_PATTERN))
+    root = as_path(docs_dir)
+    return sorted(p.relative_to(root).as_posix() for p in document_files(root, SHARD_PATTERN))
 
 
 def route_of(file: str) -> str:
@@ -89,11 +90,11 @@ def _require_files(docs_dir: str) -> list[str]:
 
 def tokenizer_file(cfg: TokenizeConfig, out_dir: str | Path) -> Path:
     """The tokenizer the shards are encoded with: the given one, or the one the ``tokenizer`` job trains."""
-    return Path(cfg.tokenizer_path) if cfg.tokenizer_path else TokenCorpus(Path(out_dir)).tokenizer_path
+    return as_path(cfg.tokenizer_path) if cfg.tokenizer_path else TokenCorpus(as_path(out_dir)).tokenizer_path
 
 
 def file_hash(path: Path) -> str:
-    return xxhash.xxh3_64_hexdigest(Path(path).read_bytes())
+    return xxhash.xxh3_64_hexdigest(as_path(path).read_bytes())
 
 
 # --- job 1: the tokenizer ----------------------------------------------------------------------------------------
@@ -119,7 +120,7 @@ class TrainTokenizer(PipelineStep):
         self.docs_dir, self.out_dir, self.cfg = str(docs_dir), str(out_dir), cfg
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        docs_dir, corpus, cfg = Path(self.docs_dir), TokenCorpus(Path(self.out_dir)), self.cfg
+        docs_dir, corpus, cfg = as_path(self.docs_dir), TokenCorpus(as_path(self.out_dir)), self.cfg
         files = _require_files(self.docs_dir)
         routes = sorted(by_route(files))
         settings = {"vocab_size": cfg.vocab_size, "train_chars_per_route": cfg.train_chars_per_route, "routes": routes}
@@ -179,7 +180,7 @@ class EncodeShards(PipelineStep):
         self.docs_dir, self.out_dir, self.cfg = str(docs_dir), str(out_dir), cfg
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        docs_dir, corpus = Path(self.docs_dir), TokenCorpus(Path(self.out_dir))
+        docs_dir, corpus = as_path(self.docs_dir), TokenCorpus(as_path(self.out_dir))
         share = by_route(task_files(_require_files(self.docs_dir), rank, world_size))
         if not share:
             return iter(())  # more tasks than files: nothing to do
@@ -247,7 +248,7 @@ class TokenManifest(PipelineStep):
         self.docs_dir, self.out_dir, self.cfg, self.tasks = str(docs_dir), str(out_dir), cfg, tasks
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        corpus = TokenCorpus(Path(self.out_dir))
+        corpus = TokenCorpus(as_path(self.out_dir))
         expected = expected_shards(_require_files(self.docs_dir), self.tasks)
         if corpus.tokens_dir.is_dir():
             for folder in sorted(p for p in corpus.tokens_dir.iterdir() if p.is_dir()):
@@ -256,12 +257,12 @@ class TokenManifest(PipelineStep):
                         logger.info(f"tokenize: removing {folder.name}/{name}, not part of this run's shards")
                         corpus.remove_shard(folder.name, name)
                 if not any(folder.iterdir()):
-                    folder.rmdir()
+                    remove_tree(folder)
         tok_path = tokenizer_file(self.cfg, self.out_dir)
         tok = load_tokenizer(tok_path)
         tok_hash = file_hash(tok_path)
-        if tok_path.resolve() != corpus.tokenizer_path.resolve():  # a given tokenizer: copied in (self-contained run)
-            corpus.tokenizer_manifest_path.unlink(missing_ok=True)  # the copy is not a trained one
+        if str(tok_path) != str(corpus.tokenizer_path):  # a given tokenizer: copied in (self-contained run)
+            unlink(corpus.tokenizer_manifest_path)  # the copy is not a trained one
             if not corpus.tokenizer_path.exists() or file_hash(corpus.tokenizer_path) != tok_hash:
                 atomic_write(corpus.tokenizer_path, tok_path.read_bytes())
         manifest = {"tokenizer": str(tok_path), "tokenizer_hash": tok_hash, "vocab_size": tok.get_vocab_size(),
@@ -321,7 +322,7 @@ def _fill(lengths: np.ndarray, budget: float, rng: np.random.Generator) -> np.nd
 def make_mix(out_dir: str | Path, cfg: MixConfig) -> dict:
     """The mix index over every shard of the mixed routes; skipped when the shards and the settings are those of the
     last mix."""
-    corpus = TokenCorpus(Path(out_dir))
+    corpus = TokenCorpus(as_path(out_dir))
     present = corpus.routes()
     candidates = {r: corpus.open_route(r) for r in sorted(cfg.ratios) if r in present}
     if corpus.manifest_path.exists():  # what the tokenize stage finished with; anything else is a stale shard
@@ -398,20 +399,20 @@ def mix_plan(out_dir: str, cfg: MixConfig) -> list[Job]:
 def _run_here(jobs: list[Job], out: Path) -> None:
     """Runs the jobs on datatrove's local executor under ``<out>/logs/<job>``. Completion markers are cleared first:
     the steps skip done work themselves (keyed on config and input), and a marker would hide a changed input."""
-    logs = Path(out) / LOGS
+    logs = as_path(out) / LOGS
     for job in jobs:
-        shutil.rmtree(logs / job.name / "completions", ignore_errors=True)
+        remove_tree(logs / job.name / "completions")
     run_local(jobs, logs)
 
 
 def run_tokenize(docs_dir: Path, out: Path, cfg: TokenizeConfig, tasks: int = 2) -> dict:
     """Runs :func:`tokenize_plan` here; returns ``tokens/manifest.json``."""
     _require_files(str(docs_dir))
-    _run_here(tokenize_plan(str(docs_dir), str(out), cfg, tasks), Path(out))
-    return TokenCorpus(Path(out)).manifest()
+    _run_here(tokenize_plan(str(docs_dir), str(out), cfg, tasks), out)
+    return TokenCorpus(as_path(out)).manifest()
 
 
 def run_mix(out: Path, cfg: MixConfig) -> dict:
     """Runs :func:`mix_plan` here; returns ``mix/manifest.json``."""
-    _run_here(mix_plan(str(out), cfg), Path(out))
-    return TokenCorpus(Path(out)).mix_manifest()
+    _run_here(mix_plan(str(out), cfg), out)
+    return TokenCorpus(as_path(out)).mix_manifest()

@@ -13,6 +13,7 @@ from typing import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from moss_data.io.atomic import atomic_write
+from moss_data.io.storage import as_path
 
 EOD = "<|endoftext|>"
 SPECIAL_TOKENS = [EOD, "<eoh>", "<eot>", "<eoc>", "<eor>", "<eom>"]
@@ -35,9 +36,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out: Path) -> Tokeniz
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
-    if not Path(path).is_file():
+    path = as_path(path)
+    if not path.is_file():
         raise FileNotFoundError(f"tokenizer {path} not found (set tokenize.tokenizer_path or let the stage train one)")
-    tok = Tokenizer.from_file(str(path))
+    tok = Tokenizer.from_str(path.read_text(encoding="utf-8"))
     if tok.token_to_id(EOD) is None:
         raise ValueError(f"tokenizer {path} has no {EOD} token: add it, the token shards need a document separator")
     return tok
