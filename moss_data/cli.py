@@ -39,15 +39,23 @@ def sample(
 
 
 @app.command()
-def corpus(recipe: RecipeArg, set_: SetOpt = None):
-    """Run a corpus recipe: clean -> dedup -> token shards -> mix -> reports (re-running resumes). On Slurm it
-    submits the whole chain and returns with the job ids: follow it with `moss-data corpus-status RECIPE`."""
+def corpus(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    force: Annotated[list[str] | None, typer.Option(
+        "--force", help="redo a stage (clean, dedup, tokenize, mix, report) or one job from scratch, and everything "
+                        "after it; repeatable")] = None,
+):
+    """Run a corpus recipe: clean -> dedup -> token shards -> mix -> reports. Re-running resumes; a job whose recipe
+    section changed is redone (report/runs.json and the data report say what and why). On Slurm it submits the whole
+    chain and returns with the job ids: follow it with `moss-data corpus-status RECIPE`."""
     from moss_data.chain.run import ChainError, run_corpus
+    from moss_data.io.run_lock import RunLockedError
 
     cfg = _load_corpus_recipe(recipe, set_)
     try:
-        report = run_corpus(cfg)
-    except ChainError as e:
+        report = run_corpus(cfg, force=force or [])
+    except (ChainError, RunLockedError, ValueError) as e:
         typer.secho(str(e), fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     if cfg.executor.kind == "slurm":

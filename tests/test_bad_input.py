@@ -14,6 +14,8 @@ from warcio.warcwriter import WARCWriter
 
 from moss_data.chain.recipe import CorpusRecipe
 from moss_data.chain.run import run_corpus
+from moss_data.corpus.layout import CleanLayout
+from moss_data.corpus.pipeline import clean_logs
 from moss_data.corpus.report import merged_stats
 from moss_data.io.documents import iter_documents
 
@@ -114,7 +116,8 @@ def bad_run(real_texts, tmp_path_factory) -> CorpusRecipe:
 
 
 def reader_stats(recipe: CorpusRecipe, source: str) -> dict:
-    stats = merged_stats(recipe.output_dir / "logs" / source)
+    layout = CleanLayout(recipe.output_dir)
+    stats = merged_stats(layout.logs(clean_logs(recipe, next(s for s in recipe.sources if s.name == source))))
     return {k: (v["total"] if isinstance(v, dict) else v) for k, v in stats.stats[0].stats.to_dict().items()}
 
 

@@ -268,12 +268,16 @@ def test_all_pairs_is_exact_against_brute_force():
 
 
 def test_signature_verification_mode_agrees_on_clear_duplicates(dedup_case, tmp_path):
-    """verify: signature keeps no shingle sets in memory; on clear duplicates it decides the same."""
+    """verify: signature keeps no shingle sets in memory; on clear duplicates (exact Jaccard >= 0.9: the estimate
+    from 120 permutations has a spread of ~0.03, so pairs nearer the 0.8 threshold may fall either side) it decides
+    the same, and it removes nothing the exact mode keeps."""
     root, _, _ = dedup_case
     run_dedup(root / "clean", tmp_path / "sig", DedupConfig(verify="signature"))
-    exact = {d["id"] for d in iter_documents(root / "dedup" / "removed")}
+    exact = {d["id"]: d["metadata"] for d in iter_documents(root / "dedup" / "removed")}
     estimated = {d["id"] for d in iter_documents(tmp_path / "sig" / "removed")}
-    assert exact == estimated
+    clear = {i for i, m in exact.items() if m["similarity"] is None or m["similarity"] >= 0.9}
+    assert len(clear) >= 5  # the 3 exact copies and near-duplicates at J >= 0.9 (en: 2 of 3 here)
+    assert clear <= estimated <= set(exact)
 
 
 def _near_dedup_against_truth(docs: list[dict], tmp: Path) -> tuple[int, int]:

@@ -13,6 +13,8 @@ import pytest
 from moss_data.text.scripts import CJK
 from moss_data.text.langid import LanguageIdentifier
 from moss_data.chain.run import run_corpus
+from moss_data.corpus.layout import CleanLayout
+from moss_data.corpus.pipeline import clean_logs
 from moss_data.corpus.report import merged_stats, metric_total
 from moss_data.io.documents import iter_documents
 
@@ -42,7 +44,8 @@ def test_untranslated_chinese_help_pages_go_to_english(sample_run):
     """Many zh-CN LibreOffice pages are still English: the router must follow the text, not the folder."""
     docs = [d for d in all_docs(sample_run, "clean") + all_docs(sample_run, "excluded")
             if "/zh-CN/" in d["metadata"].get("url", "")]
-    by_route = {r: [d for d in docs if d["metadata"]["route"] == r] for r in ("en", "zh")}
+    by_route = {r: [d for d in docs if d["metadata"].get("route") == r] for r in ("en", "zh")}  # extraction drops
+    # come before routing
     assert by_route["en"] and by_route["zh"]
     for d in by_route["zh"]:
         assert len(CJK.findall(d["text"])) / len(d["text"]) > 0.1
@@ -96,11 +99,12 @@ def test_removed_plus_kept_adds_up(sample_run):
     """Every document that reached the router is either in clean/ or in excluded/ (nothing silently lost)."""
     routed = sum(
         metric_total(v) for s in sample_run.sources if s.kind != "code"
-        for step in merged_stats(sample_run.output_dir / "logs" / s.name).stats
+        for step in merged_stats(CleanLayout(sample_run.output_dir).logs(clean_logs(sample_run, s))).stats
         for k, v in step.stats.to_dict().items() if k.startswith("route_")
     )
     web_docs = [d for d in all_docs(sample_run, "clean") + all_docs(sample_run, "excluded")
-                if d["metadata"]["source"] != "code" and d["metadata"].get("filter_reason") not in ("too_large", "empty")]
+                if d["metadata"]["source"] != "code" and d["metadata"].get("filter_reason") not in ("too_large", "empty")
+                and not d["metadata"].get("filter_reason", "").startswith("extraction_")]  # dropped before routing
     assert routed == len(web_docs)
 
 
@@ -119,7 +123,7 @@ def test_resume_after_a_killed_task_keeps_shards_and_stats(sample_recipe, tmp_pa
     recipe.output_dir = tmp_path / "out"
     recipe.sources = [s for s in recipe.sources if s.name in ("code", "fortunes-zh")]
     run_corpus(recipe)
-    logs = recipe.output_dir / "logs" / "code"
+    logs = CleanLayout(recipe.output_dir).logs(clean_logs(recipe, next(s for s in recipe.sources if s.name == "code")))
     before = counters(merged_stats(logs))
     shards = sorted((recipe.output_dir / "clean").glob("*/code_*.jsonl.gz"))
     assert [p.name for p in shards] == ["code_00000.jsonl.gz", "code_00001.jsonl.gz"]

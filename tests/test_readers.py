@@ -145,4 +145,4 @@ def test_warc_non_html_records_are_counted_not_called_truncated(tmp_path):
     docs = list(reader.run())
     assert [d.metadata["url"] for d in docs] == ["https://example.org/page"]
     stats = reader.stats.stats.to_dict()
-    assert stats["not_html"] == 1 and "skipped_truncated_warc" not in stats
+    assert stats["skipped_not_html"] == 1 and "skipped_truncated_warc" not in stats  # a counted, logged skip

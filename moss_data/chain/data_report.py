@@ -46,7 +46,7 @@ def _removals(out: Path) -> pl.DataFrame:
                 rows.append({"stage": "dedup", "route": r["route"], "reason": r["outcome"], "documents": r["documents"]})
     schema = {"stage": pl.Utf8, "route": pl.Utf8, "reason": pl.Utf8, "documents": pl.Int64}
     return pl.DataFrame(rows, schema=schema).group_by("stage", "reason").agg(pl.col("documents").sum()).sort(
-        "stage", "documents", descending=[False, True]
+        "stage", "documents", "reason", descending=[False, True, False]  # ties by reason: the same bytes each run
     )
 
 
@@ -118,6 +118,12 @@ def write_data_report(out: Path) -> Path:
         ax.set_yscale("log")
         ax.set(xlabel="cluster size", ylabel="clusters", title="near/exact duplicate cluster sizes")
         md.append(_save(fig, report / "dup_clusters.png", "cluster sizes"))
+
+    runs = ChainLayout(out).runs
+    if runs.exists():  # what the run that wrote this report did with each job, and why
+        jobs = pl.DataFrame(json.loads(runs.read_text())["jobs"], schema={"job": pl.Utf8, "stage": pl.Utf8,
+                                                                          "tasks": pl.Int64, "what": pl.Utf8})
+        md.append("\n## This run: each job kept, run or redone, and why\n\n" + markdown_table(jobs))
 
     path = report / "data_report.md"
     atomic_write_text(path, "".join(md))

@@ -8,7 +8,7 @@ from typing import Literal
 from datatrove.executor.base import PipelineExecutor
 from pydantic import Field, model_validator
 
-from moss_data.plan import Job
+from moss_data.plan import Job, LocalExecutor
 from moss_data.recipe import StrictModel
 
 
@@ -46,10 +46,7 @@ def build_executor(cfg: ExecutorConfig, job: Job, logging_dir: str, depends: Pip
     workers = cfg.workers if cfg.workers > 0 else min(job.tasks, os.cpu_count() or 1)
     workers = min(workers, job.tasks)
     if cfg.kind == "local":
-        from datatrove.executor import LocalPipelineExecutor
-
-        return LocalPipelineExecutor(job.pipeline, tasks=job.tasks, workers=workers, logging_dir=logging_dir,
-                                     depends=depends)
+        return LocalExecutor(job.pipeline, tasks=job.tasks, workers=workers, logging_dir=logging_dir, depends=depends)
     if cfg.kind == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 

@@ -44,6 +44,16 @@ class ChainLayout:
         """What a Slurm submission launched: each job's name, tasks, logging folder and Slurm job id."""
         return as_path(self.root) / "chain.json"
 
+    @property
+    def runs(self) -> Path:
+        """What the last run did with each job and why (kept, first run, resumed, redone: which keys changed)."""
+        return CleanLayout(self.root).report / "runs.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held by the run writing into this folder (pid, host): one run per output folder."""
+        return as_path(self.root) / ".moss-run.lock"
+
     def logs(self, job: str) -> Path:
         """datatrove's logging folder of one job (stats, completions, task logs); a clean job is named after its
         source."""

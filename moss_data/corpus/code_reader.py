@@ -5,7 +5,9 @@ repo), ``language`` (from the extension: LID calls Python Spanish, so code never
 ``license`` (SPDX guess from the repo's LICENSE/COPYING file, ``unknown`` when there is none).
 
 Skips, counted as ``skipped_<reason>``: ``too_large`` (checked from the file size, before reading), ``binary``
-(NUL bytes), ``invalid_utf8``, ``empty``, ``not_code`` (an extension we do not route as code), ``vcs_or_hidden``.
+(NUL bytes), ``invalid_utf8``, ``empty``, ``not_code`` (an extension we do not route as code), ``vcs_or_hidden``, and
+the file reasons of :func:`moss_data.corpus.readers.file_problem` (symlink loops, dangling links, links out of the
+repository, FIFOs and other non-regular files).
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ class CodeRepoReader(SkipCountingMixin, BaseDiskReader):
         language = EXTENSION_LANGUAGE.get(posixpath.splitext(name)[1].lower())
         if language is None:
             self.skip_log.skip("not_code", filepath)
+            return
+        if self._unsafe(filepath, root=repo):  # links are followed only to files inside the repository
             return
         with self.track_time():
             size = self.data_folder.size(filepath)

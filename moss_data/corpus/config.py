@@ -70,6 +70,8 @@ class CleanConfig(StrictModel):
     pii: PIIConfig = PIIConfig()
     max_doc_bytes: int = Field(5_000_000, description="larger web documents are excluded as too_large")
     max_code_file_bytes: int = Field(1_000_000, description="larger code files are skipped before reading")
+    max_replaced_share: float = Field(0.01, ge=0, le=1, description="web pages whose bytes no charset decodes: kept "
+                                      "with replacement characters up to this share of the text, skipped beyond")
     keep_exclusions: bool = Field(True, description="write every removed document with its reason")
 
     @field_validator("sources")

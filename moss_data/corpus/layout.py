@@ -39,5 +39,12 @@ class CleanLayout:
     def summary(self) -> Path:
         return self.report / "summary.json"
 
-    def logs(self, source: str) -> Path:
-        return as_path(self.root) / "logs" / source
+    def logs(self, job: str) -> Path:
+        """datatrove's logging folder of one job (``<job>-<key hash>``: see ``moss_data.chain.run``)."""
+        return as_path(self.root) / "logs" / job
+
+    def source_outputs(self, source: str) -> list[Path]:
+        """Everything the clean job of ``source`` wrote (removed before it is redone with another key)."""
+        found = list(self.clean.glob(f"*/{source}_*.jsonl.gz")) + list(self.skipped.glob(f"{source}_*"))
+        excluded = self.excluded / source
+        return found + ([excluded] if excluded.exists() else [])

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from datatrove.pipeline.extractors import Trafilatura
 from datatrove.pipeline.writers import JsonlWriter
 
 from moss_data.corpus.code_reader import CodeRepoReader
 from moss_data.corpus.config import CleanConfig, SourceConfig
+from moss_data.corpus.extraction import AccountedTrafilatura
 from moss_data.corpus.filters.chinese import ChineseQualityFilter
 from moss_data.corpus.filters.code import CodeQualityFilter
 from moss_data.corpus.filters.english import build_english_filters
@@ -25,8 +25,13 @@ from moss_data.corpus.langid import LanguageRouter
 from moss_data.corpus.layout import CleanLayout
 from moss_data.corpus.pii import PIIScrubber
 from moss_data.corpus.readers import SafeJsonlReader, SafeParquetReader, SafeWarcReader
+from moss_data.io.atomic import keyed_name
 from moss_data.io.documents import route_filename
 from moss_data.plan import Job
+
+# Bumped when the clean stage's outputs change for the same recipe (a reader or filter changed what it keeps): part
+# of each clean job's key, so outputs made by older code are redone, not resumed.
+CLEAN_VERSION = 2
 
 READERS = {"warc": SafeWarcReader, "jsonl": SafeJsonlReader, "parquet": SafeParquetReader, "code": CodeRepoReader}
 
@@ -47,6 +52,9 @@ def build_reader(recipe: CleanConfig, source: SourceConfig, out: Path):
     )
     if source.kind == "code":
         return CodeRepoReader(source.path, max_file_bytes=recipe.max_code_file_bytes, **common)
+    if source.kind == "warc":
+        return SafeWarcReader(source.path, max_record_bytes=recipe.max_doc_bytes,
+                              max_replaced_share=recipe.max_replaced_share, **common)
     return READERS[source.kind](source.path, **common)
 
 
@@ -61,9 +69,8 @@ def build_pipeline(recipe: CleanConfig, source: SourceConfig, out: Path) -> list
     max_bytes = recipe.max_code_file_bytes if source.kind == "code" else recipe.max_doc_bytes
     steps: list = [build_reader(recipe, source, out), DocumentSizeFilter(max_bytes, exclusion_writer=exclusions("size"))]
     if source.content == "html":
-        steps.append(
-            Trafilatura(favour_precision=recipe.extraction.favour_precision, timeout=recipe.extraction.timeout_s)
-        )
+        steps.append(AccountedTrafilatura(favour_precision=recipe.extraction.favour_precision,
+                                          timeout=recipe.extraction.timeout_s, exclusion_writer=exclusions("extraction")))
     if source.kind != "code":
         steps.append(
             LanguageRouter(
@@ -81,6 +88,17 @@ def build_pipeline(recipe: CleanConfig, source: SourceConfig, out: Path) -> list
     steps.append(PIIScrubber(recipe.pii))
     steps.append(JsonlWriter(str(CleanLayout(out).clean), output_filename=route_filename(source.name)))
     return steps
+
+
+def clean_key(recipe: CleanConfig, source: SourceConfig) -> dict:
+    """What the clean job of ``source`` is made from: the code version, the source, and every clean setting."""
+    settings = recipe.model_dump(mode="json", include=set(CleanConfig.model_fields) - {"sources"})
+    return {"version": CLEAN_VERSION, "source": source.model_dump(mode="json"), **settings}
+
+
+def clean_logs(recipe: CleanConfig, source: SourceConfig) -> str:
+    """The name of the clean job's logging folder under ``logs/`` (its key in it: another key, another folder)."""
+    return keyed_name(source.name, clean_key(recipe, source))
 
 
 def clean_plan(recipe: CleanConfig, out: Path, tasks: int) -> list[Job]:

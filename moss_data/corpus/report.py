@@ -22,6 +22,7 @@ from loguru import logger
 
 from moss_data.corpus.config import CleanConfig
 from moss_data.corpus.layout import CleanLayout
+from moss_data.corpus.pipeline import clean_logs
 from moss_data.io.atomic import atomic_write_figure, atomic_write_text
 from moss_data.io.documents import SHARD_PATTERN, iter_documents
 from moss_data.tables import markdown_table
@@ -74,7 +75,7 @@ def merged_stats_by_source(recipe: CleanConfig, out: Path) -> dict[str, Pipeline
     """Each source's merged stats; sources not run yet are left out with a warning."""
     merged = {}
     for source in recipe.sources:
-        logging_dir = CleanLayout(out).logs(source.name)
+        logging_dir = CleanLayout(out).logs(clean_logs(recipe, source))
         if not (logging_dir / "stats").exists():
             logger.warning(f"report: source {source.name} has no stats yet, left out")
             continue
@@ -94,13 +95,13 @@ def build_tables(out: Path, merged: dict[str, PipelineStats]) -> dict[str, pl.Da
         .with_columns(reason=pl.col("metric").str.strip_prefix("dropped_"), route=pl.col("route").fill_null("(all)"))
         .group_by("route", "step", "reason")
         .agg(documents=pl.col("value").sum().cast(pl.Int64))
-        .sort("route", "documents", descending=[False, True])
+        .sort("route", "documents", "step", "reason", descending=[False, True, False, False])  # ties: stable bytes
     )
     extraction = (
-        steps.filter(pl.col("step").str.contains("Trafilatura") & pl.col("metric").is_in(["timeout", "clean_error", "broken_process", "dropped"]))
-        .group_by("metric")
+        steps.filter(pl.col("metric").str.starts_with("dropped_extraction_"))
+        .with_columns(reason=pl.col("metric").str.strip_prefix("dropped_"))
+        .group_by("reason")
         .agg(documents=pl.col("value").sum().cast(pl.Int64))
-        .rename({"metric": "reason"})
         .sort("reason")
     )
     skips = (

@@ -128,7 +128,7 @@ def build_jsonl(roots: dict[str, Path], out: Path, per_doc: int = 8) -> int:
     """fortunes-zh (Tang and Song poems, quotes): entries split on '%' lines, ``per_doc`` entries a document."""
     out.mkdir(parents=True, exist_ok=True)
     n = 0
-    with gzip.open(out / "fortunes-zh-000.jsonl.gz", "wb") as f:
+    with gzip.GzipFile(out / "fortunes-zh-000.jsonl.gz", "wb", mtime=0) as f:
         for name in ("tang300", "song100", "chinese"):
             path = roots["fortunes-zh"] / "usr/share/games/fortunes" / name
             raw = ANSI_ESCAPE.sub("", path.read_text(encoding="utf-8", errors="replace"))  # terminal colours

@@ -53,6 +53,10 @@ from moss_data.io.atomic import config_hash
 from moss_data.plan import Job, run_local
 
 
+# Bumped when the dedup stage's outputs change for the same recipe: part of its jobs' key (moss_data.chain.run).
+DEDUP_VERSION = 2
+
+
 def kept_dir(output_dir: Path | str) -> Path:
     """The document folder of kept documents in the stage's output folder."""
     return as_path(output_dir) / "kept"

@@ -120,6 +120,11 @@ def config_hash(config: BaseModel | dict | list) -> str:
     return xxhash.xxh3_64_hexdigest(orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
 
 
+def keyed_name(name: str, key: BaseModel | dict | list) -> str:
+    """``<name>-<hash of key>``: a job's logging folder, so that another key gets another folder."""
+    return f"{name}-{config_hash(key)}"
+
+
 class StageRun:
     """The completion record of one stage (or one unit of a stage) in ``manifest_path``.
 

@@ -211,6 +211,11 @@ class TokenCorpus:
     def mix_manifest_path(self) -> Path:
         return as_path(self.root) / "mix" / "manifest.json"
 
+    def relative(self, path: Path) -> str:
+        """A path inside the run's folder, relative to it (what manifests record: the same bytes wherever the run
+        lives)."""
+        return as_path(path).relative_to(as_path(self.root)).as_posix()
+
     def shard_path(self, route: str, rank: int = 0) -> Path:
         """The shard the tokenize task ``rank`` writes for ``route`` (suffixes added by the writer and reader)."""
         return self.tokens_dir / route / shard_name(rank)

@@ -30,7 +30,7 @@ TOKEN_PATTERNS: dict[str, re.Pattern] = {
 TOKEN_PATTERNS["other"] = TOKEN_PATTERNS["en"]
 LOWERCASE = {"en": True, "zh": True, "other": True, "code": False}
 
-# Odd 64-bit multipliers for the rolling combination of token hashes into a shingle hash.
+# Odd 64-bit multipliers, one per position in a shingle, for combining its token hashes into the shingle hash.
 _MIX = np.array(
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD,
      0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9, 0x2545F4914F6CDD1D, 0x9FB21C651E98DF25],
@@ -72,15 +72,15 @@ def shingle_hashes(text: str, route: str, n: int = 5) -> np.ndarray:
     if n > len(_MIX):
         raise ValueError(f"shingle size {n} > {len(_MIX)} is not supported")
     count = len(hashes) - n + 1
-    combined = np.zeros(count, dtype=np.uint64)
-    product, high = np.empty(count, dtype=np.uint64), np.empty(count, dtype=np.uint64)
-    with np.errstate(over="ignore"):  # uint64 arithmetic wraps on purpose; in place: no temporaries per step
-        for i in range(n):
+    # a shingle's hash: sum of its token hashes times per-position odd multipliers (mod 2^64), then mixed; in place
+    combined = hashes[:count] * _MIX[0]
+    product = np.empty(count, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps on purpose
+        for i in range(1, n):
             np.multiply(hashes[i : i + count], _MIX[i], out=product)
-            np.bitwise_xor(combined, product, out=combined)
-            np.left_shift(combined, np.uint64(13), out=product)  # rotate left by 13
-            np.right_shift(combined, np.uint64(51), out=high)
-            np.bitwise_or(product, high, out=combined)
+            np.add(combined, product, out=combined)
+        np.right_shift(combined, np.uint64(29), out=product)
+        np.bitwise_xor(combined, product, out=combined)
         np.multiply(combined, np.uint64(0x94D049BB133111EB), out=combined)
         np.right_shift(combined, np.uint64(32), out=combined)
     combined.sort()

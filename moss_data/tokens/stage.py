@@ -47,6 +47,9 @@ from moss_data.plan import Job, run_local
 from moss_data.tokens.config import MixConfig, TokenizeConfig
 from moss_data.tokens.tokenizer import EOD, load_tokenizer, train_tokenizer
 
+# Bumped when token shards or the mix change for the same recipe: part of those jobs' key (moss_data.chain.run).
+TOKENS_VERSION = 2
+
 LOGS = "logs"  # <out>/logs/<job>: where run_tokenize / run_mix keep datatrove's logs (the chain passes its own)
 
 
@@ -265,7 +268,8 @@ class TokenManifest(PipelineStep):
             unlink(corpus.tokenizer_manifest_path)  # the copy is not a trained one
             if not corpus.tokenizer_path.exists() or file_hash(corpus.tokenizer_path) != tok_hash:
                 atomic_write(corpus.tokenizer_path, tok_path.read_bytes())
-        manifest = {"tokenizer": str(tok_path), "tokenizer_hash": tok_hash, "vocab_size": tok.get_vocab_size(),
+        own = str(tok_path) == str(corpus.tokenizer_path)  # the run's own: named relative to it (same bytes anywhere)
+        manifest = {"tokenizer": corpus.relative(tok_path) if own else str(tok_path), "tokenizer_hash": tok_hash, "vocab_size": tok.get_vocab_size(),
                     "tasks": self.tasks, "routes": {}}
         for route, ranks in sorted(expected.items()):
             shards = []
