@@ -52,20 +52,65 @@ def trainer_arguments(recipe: TrainerRecipe) -> dict:
     )
 
 
-def load_policy(recipe: TrainerRecipe, loss_mask: str):
+def load_policy(recipe: TrainerRecipe, loss_mask: str, training_args):
     """The base model and the MOSS tokenizer (special tokens, chat template for ``loss_mask``), embeddings grown to
-    the tokenizer. Returns (model, tokenizer)."""
+    the tokenizer. Returns (model, tokenizer).
+
+    ``training_args`` (the TRL config, built first) must exist while the model loads: with a ZeRO-3 DeepSpeed config
+    they register it with transformers, and ``from_pretrained`` then builds the model inside ``deepspeed.zero.Init``,
+    each rank holding only its shard of every parameter. Loaded before them, every rank would hold the whole model
+    (~64 GB at 16B parameters) before DeepSpeed partitions it."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.integrations import is_deepspeed_zero3_enabled
 
     from moss_train.data import moss_tokenizer
 
+    if training_args.deepspeed and zero_stage(recipe) == 3 and not is_deepspeed_zero3_enabled():
+        raise RuntimeError("a ZeRO-3 config is set but transformers does not see it: build the training arguments "
+                           "before loading the model")
     base = base_model_dir(recipe)
     tokenizer, added = moss_tokenizer(base, loss_mask)
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
     if added:
         model.resize_token_embeddings(len(tokenizer))
     return model, tokenizer
+
+
+def zero_stage(recipe: TrainerRecipe) -> int:
+    """The ZeRO stage of the recipe's DeepSpeed config (0 without one)."""
+    import json
+
+    if not recipe.deepspeed:
+        return 0
+    return int(json.loads(Path(recipe.deepspeed).read_text()).get("zero_optimization", {}).get("stage", 0))
+
+
+def sharding_report(model) -> dict:
+    """How much of the model this rank holds: under ZeRO-3 every parameter is a DeepSpeed partition (``ds_tensor``,
+    ``ds_numel``), so the share is about 1 / world size; 1.0 when nothing is partitioned."""
+    params = list(model.parameters())
+    if params and all(hasattr(p, "ds_numel") for p in params):
+        return {"partitioned": True, "share_held": sum(p.ds_tensor.numel() for p in params) /
+                max(sum(p.ds_numel for p in params), 1)}
+    return {"partitioned": False, "share_held": 1.0}
+
+
+def distributed_summary(trainer, at_load: dict) -> dict:
+    """What actually ran: world size, DeepSpeed's ZeRO stage from the engine, and the share of the model this rank
+    held right after loading (a quiet fall-back to one process or to DDP shows here)."""
+    engine = trainer.model_wrapped
+    stage = engine.zero_optimization_stage() if hasattr(engine, "zero_optimization_stage") else 0
+    return {"world_size": trainer.args.world_size, "deepspeed_zero_stage": stage, "at_load": at_load}
+
+
+def finish_distributed() -> None:
+    """Leaves the process group cleanly (without it, one 2-rank DeepSpeed CPU run in five aborted on exit)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def final_dir(output_dir: Path) -> Path:

@@ -8,14 +8,14 @@ exactly the context it answers at inference: after a tool turn's results the tem
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 from loguru import logger
 from pydantic import Field
 
 from moss_data.io.pairs import pairs_path, read_pairs
-from moss_train.config import TrainerRecipe, load_policy, save_final, trainer_arguments
+from moss_train.config import (TrainerRecipe, distributed_summary, finish_distributed, load_policy, save_final,
+                               sharding_report, trainer_arguments)
 
 
 class DPORecipe(TrainerRecipe):
@@ -38,19 +38,26 @@ def build_dpo_trainer(recipe: DPORecipe):
     if not rows:
         raise ValueError(f"no training pairs in {pairs_path(recipe.feedback_dir, 'train')}: run `just feedback` "
                          "(with a judge whose scores differ by min_margin)")
-    model, tokenizer = load_policy(recipe, "assistant")
-    # The reference model is an exact copy, passed explicitly: left to TRL it is reloaded from the base folder,
-    # without the embedding rows of MOSS's special tokens (and new rows are drawn at random on each resize).
-    ref_model = copy.deepcopy(model).eval()
-    args = DPOConfig(**trainer_arguments(recipe), beta=recipe.beta)
+    # The reference is the policy before training, its log-probs computed once before the first step (TRL's
+    # precompute_ref_log_probs): no second model in memory (a deep copy would double it, and under ZeRO-3 would copy
+    # partitions), and no reload from the base folder, which lacks the embedding rows of MOSS's special tokens.
+    args = DPOConfig(**trainer_arguments(recipe), beta=recipe.beta, precompute_ref_log_probs=True)  # before the model
+    model, tokenizer = load_policy(recipe, "assistant", args)
+    at_load = sharding_report(model)
     logger.info(f"dpo: {len(rows)} pairs from {recipe.feedback_dir}")
-    return DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=datasets.Dataset.from_list(rows),
-                      processing_class=tokenizer)
+    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=datasets.Dataset.from_list(rows),
+                         processing_class=tokenizer)
+    trainer.sharding_at_load = at_load
+    return trainer
 
 
 def run_dpo(recipe: DPORecipe) -> Path:
     trainer = build_dpo_trainer(recipe)
     result = trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    return save_final(trainer, recipe, {"steps": trainer.state.global_step, "train_loss": result.training_loss,
-                                        "rewards_accuracies": [h.get("rewards/accuracies") for h in logs]})
+    final = save_final(trainer, recipe, {"steps": trainer.state.global_step, "train_loss": result.training_loss,
+                                         "losses": [h["loss"] for h in logs],
+                                         "rewards_accuracies": [h.get("rewards/accuracies") for h in logs],
+                                         "distributed": distributed_summary(trainer, trainer.sharding_at_load)})
+    finish_distributed()
+    return final

@@ -15,7 +15,8 @@ from loguru import logger
 from pydantic import Field
 
 from moss_train.chat_template import LossMask
-from moss_train.config import TrainerRecipe, load_policy, save_final, trainer_arguments
+from moss_train.config import (TrainerRecipe, distributed_summary, finish_distributed, load_policy, save_final,
+                               sharding_report, trainer_arguments)
 
 
 class SFTRecipe(TrainerRecipe):
@@ -30,18 +31,24 @@ def build_sft_trainer(recipe: SFTRecipe):
 
     from moss_train.data import conversation_rows
 
-    model, tokenizer = load_policy(recipe, recipe.loss_mask)
+    args = SFTConfig(**trainer_arguments(recipe), packing=recipe.packing, assistant_only_loss=True)  # before the model
+    model, tokenizer = load_policy(recipe, recipe.loss_mask, args)
+    at_load = sharding_report(model)
     rows = conversation_rows(recipe.data)
     logger.info(f"sft: {len(rows)} conversations from {', '.join(map(str, recipe.data))}; loss mask {recipe.loss_mask}")
     dataset = datasets.Dataset.from_list([{"messages": r["messages"]} for r in rows])
-    args = SFTConfig(**trainer_arguments(recipe), packing=recipe.packing, assistant_only_loss=True)
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.sharding_at_load = at_load
+    return trainer
 
 
 def run_sft(recipe: SFTRecipe, resume: bool = False) -> Path:
     """Train, save the model and tokenizer to ``output_dir/final`` and a ``train_summary.json`` beside it."""
     trainer = build_sft_trainer(recipe)
     result = trainer.train(resume_from_checkpoint=resume or None)
-    return save_final(trainer, recipe, {
+    final = save_final(trainer, recipe, {
         "steps": trainer.state.global_step, "train_loss": result.training_loss,
-        "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h], "loss_mask": recipe.loss_mask})
+        "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h], "loss_mask": recipe.loss_mask,
+        "distributed": distributed_summary(trainer, trainer.sharding_at_load)})
+    finish_distributed()
+    return final

