@@ -69,6 +69,11 @@ def load_policy(recipe: TrainerRecipe, loss_mask: str, training_args):
     if training_args.deepspeed and zero_stage(recipe) == 3 and not is_deepspeed_zero3_enabled():
         raise RuntimeError("a ZeRO-3 config is set but transformers does not see it: build the training arguments "
                            "before loading the model")
+    training_args.device  # noqa: B018  (sets up the process group now: zero.Init must see every rank)
+    if is_deepspeed_zero3_enabled():
+        import deepspeed
+
+        deepspeed.init_distributed()  # DeepSpeed's view of that group (else zero.Init counts one rank)
     base = base_model_dir(recipe)
     tokenizer, added = moss_tokenizer(base, loss_mask)
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
@@ -87,13 +92,22 @@ def zero_stage(recipe: TrainerRecipe) -> int:
 
 
 def sharding_report(model) -> dict:
-    """How much of the model this rank holds: under ZeRO-3 every parameter is a DeepSpeed partition (``ds_tensor``,
-    ``ds_numel``), so the share is about 1 / world size; 1.0 when nothing is partitioned."""
-    params = list(model.parameters())
-    if params and all(hasattr(p, "ds_numel") for p in params):
-        return {"partitioned": True, "share_held": sum(p.ds_tensor.numel() for p in params) /
-                max(sum(p.ds_numel for p in params), 1)}
-    return {"partitioned": False, "share_held": 1.0}
+    """How much of the model this rank holds right after loading. Under ZeRO-3 a parameter built inside
+    ``zero.Init`` is a DeepSpeed partition (``ds_tensor`` of ``ds_numel``), about 1 / world size of it; one built
+    whole is listed in ``whole``: the input embeddings grown for MOSS's special tokens are, since transformers builds
+    resized embeddings outside ``zero.Init`` (the engine partitions them when training starts)."""
+    held = total = part_held = part_total = 0
+    whole = []
+    for name, p in model.named_parameters():
+        if hasattr(p, "ds_numel"):
+            held, total = held + p.ds_tensor.numel(), total + p.ds_numel
+            part_held, part_total = part_held + p.ds_tensor.numel(), part_total + p.ds_numel
+        else:
+            held, total = held + p.numel(), total + p.numel()
+            whole.append(name)
+    return {"partitioned": part_total > 0, "share_held": held / max(total, 1),
+            "partitioned_share_held": part_held / part_total if part_total else 1.0,
+            "whole": whole if part_total else []}  # (nothing partitioned: every parameter is whole)
 
 
 def distributed_summary(trainer, at_load: dict) -> dict:
