@@ -101,3 +101,4 @@ def test_sft_on_two_ranks_under_zero_matches_one_process(stage, data, one_proces
     for a, b in zip(one, two):
         assert abs(a - b) <= LOSS_TOLERANCE * abs(a), (one, two)
     assert (recipe.output_dir / "final" / "config.json").exists()  # ZeRO-3 gathered the shards to save
+

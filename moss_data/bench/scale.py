@@ -1,4 +1,4 @@
-"""`just bench-scale`: the corpus chain at growing sizes: wall time and peak memory per job per document, a fit, a
+"""`just bench-scale`: the corpus chain at growing sizes: core-seconds and peak memory per job per document, a fit, a
 plot, and a projection to MOSS's 680B tokens in node-hours.
 
 Corpora are made from real text, resampled and lightly edited: sentences of the sample corpus's cleaned English and
@@ -14,9 +14,10 @@ measured by `just bench-corpus`).
 
 Every job of the chain (``moss_data.chain.run.corpus_plan``) runs in a process of its own with datatrove's local
 executor, its ``tasks`` tasks one after another in that process (one worker: datatrove's pool workers would live
-under a forkserver), so the job's wall time is its core-seconds and the process's peak resident memory (``VmHWM``,
-read by the process itself: ``ru_maxrss`` would count the parent's pages from before the exec) is that of one
-process running one task at a time. Per job:
+under a forkserver). A job's time is the CPU seconds (user + system) of its process and its children: its
+core-seconds, which other load on the machine does not inflate (wall seconds are kept beside them). Its memory is
+the process's peak resident memory (``VmHWM``, read by the process itself: ``ru_maxrss`` would count the parent's
+pages from before the exec), that of one process running one task at a time. Per job:
 
 - time exponent ``b`` between consecutive sizes (time ~ N^b); target: 4x the documents costs at most 4.5x the time,
   i.e. ``b <= log 4.5 / log 4 = 1.085``;
@@ -187,6 +188,14 @@ def scale_recipe(corpus: Path, out: Path) -> CorpusRecipe:
 # ------------------------------------------------------------------ measuring
 
 
+def _children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's finished children (the measured job processes and theirs)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_kib() -> int:
     """This process's peak resident memory since it exec'd (``VmHWM``; ``ru_maxrss`` would also count the pages
     of the parent it was forked from)."""
@@ -213,16 +222,18 @@ def measure_chain(recipe: CorpusRecipe, work: Path) -> list[dict]:
     for index, planned in enumerate(corpus_plan(recipe)):
         result = work / "peak_rss_kib"
         result.unlink(missing_ok=True)
-        start = time.perf_counter()
+        start, cpu_before = time.perf_counter(), _children_cpu_seconds()
         proc = subprocess.run([sys.executable, "-m", "moss_data.bench.scale", "--run-job", str(recipe_json),
                                "--index", str(index), "--result", str(result)], env=os.environ | {"PYTHONUNBUFFERED": "1"})
         seconds = time.perf_counter() - start
+        cpu_seconds = _children_cpu_seconds() - cpu_before  # the job's core-seconds: what other load cannot inflate
         if proc.returncode != 0 or not result.exists():
             raise RuntimeError(f"bench-scale: job {planned.job.name} failed; logs in {planned.logging_dir}/logs")
         peak_mb = int(result.read_text()) / 1024
-        rows.append({"job": planned.job.name, "tasks": planned.job.tasks, "seconds": round(seconds, 2),
-                     "peak_rss_mb": round(peak_mb, 1)})
-        print(f"  {planned.job.name}: {seconds:.1f} s, peak {peak_mb:.0f} MB", flush=True)
+        rows.append({"job": planned.job.name, "tasks": planned.job.tasks, "seconds": round(cpu_seconds, 2),
+                     "wall_seconds": round(seconds, 2), "peak_rss_mb": round(peak_mb, 1)})
+        print(f"  {planned.job.name}: {cpu_seconds:.1f} core-s ({seconds:.1f} s wall), peak {peak_mb:.0f} MB",
+              flush=True)
     return rows
 
 
@@ -310,7 +321,7 @@ def plot(runs: list[dict], path: Path) -> None:
     xs = [r["documents"] for r in runs]
     ax_t.plot(xs, [r["total_seconds"] for r in runs], "ko-", label="whole chain")
     ax_t.plot(xs, [runs[0]["total_seconds"] * x / xs[0] for x in xs], "k--", label="linear from the smallest size")
-    ax_t.set(xscale="log", yscale="log", xlabel="documents", ylabel="wall seconds", title="time per job")
+    ax_t.set(xscale="log", yscale="log", xlabel="documents", ylabel="core-seconds", title="time per job")
     ax_m.set(xscale="log", xlabel="documents", ylabel="peak RSS of the largest process (MB)", title="memory per job")
     ax_t.legend(fontsize=7)
     fig.tight_layout()
