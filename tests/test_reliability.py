@@ -154,3 +154,24 @@ def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_bytes_and_l
             assert run.wait(timeout=600) == 0
     assert output_bytes(recipe.output_dir) == reference
     assert not ChainLayout(recipe.output_dir).lock.exists()
+
+
+def test_a_tokenizer_save_cut_mid_write_leaves_the_previous_one_whole(sample_run, tmp_path, monkeypatch):
+    """The tokenizer used to be saved in place: cut mid-write, every later resume failed to load it. Now a temporary
+    file is renamed over it: a cut (here the rename never happens) leaves the previous tokenizer loadable."""
+    from moss_data.io.documents import iter_documents
+    from moss_data.tokens.tokenizer import load_tokenizer, train_tokenizer
+
+    texts = [d["text"] for d in iter_documents(sample_run.output_dir / "clean" / "en")][:50]
+    path = tmp_path / "tokenizer" / "tokenizer.json"
+    train_tokenizer(texts, 600, path)
+    before = path.read_bytes()
+
+    def cut(*args, **kwargs):
+        raise KeyboardInterrupt("killed mid-save")
+
+    monkeypatch.setattr(os, "replace", cut)
+    with pytest.raises(KeyboardInterrupt):
+        train_tokenizer(texts[:10], 400, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and load_tokenizer(path).get_vocab_size() == 600
