@@ -449,3 +449,14 @@ def test_buckets_pair_all_members_up_to_max_bucket_then_only_with_the_first():
     keys = np.array([1, 1, 1, 2, 3, 3, 3, 3, 3], dtype=np.uint64)  # runs of 3 (all pairs), 1 (none), 5 (star)
     i, j = bucket_pairs(keys, max_bucket=4)
     assert sorted(zip(i.tolist(), j.tolist())) == [(0, 1), (0, 2), (1, 2), (4, 5), (4, 6), (4, 7), (4, 8)]
+
+
+def test_vectorized_chinese_tokens_equal_the_regex_tokens(real):
+    """zh_token_hashes (code-point tables) gives exactly the hashes of the regex tokenizer, on real Chinese documents
+    and on the edge cases: full-width forms (NFKC), astral characters (emoji, CJK extension B), underscores, digits,
+    an empty text."""
+    from moss_data.text.shingles import token_hashes, tokenize, zh_token_hashes
+
+    texts = real["zh"][:40] + ["😀 emoji 𠀀 ext-B 中文ＡＢＣ１２３", "x_y 测试 123 ÉCOLE", ""]
+    for text in texts:
+        assert np.array_equal(zh_token_hashes(text), token_hashes(tokenize(text, "zh")))

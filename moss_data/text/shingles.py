@@ -15,6 +15,7 @@ makes signatures fast (see ``just bench-dedup``).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -62,9 +63,56 @@ def token_hashes(tokens: list[str]) -> np.ndarray:
     return np.array(hashes, dtype=np.uint64)
 
 
+_CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))  # the ranges of _CJK
+
+
+_BMP = 0x10000
+_WORD = re.compile(r"\w")
+
+
+@functools.lru_cache(maxsize=1)
+def _codepoint_tables() -> tuple[np.ndarray, np.ndarray]:
+    """For the Basic Multilingual Plane, whether ``\\w`` matches each code point (found by ``re`` itself, so it is
+    the regex's own rule), and for CJK characters the xxh3 of the character (the hash :func:`token_hashes` gives
+    it). Built once per process (~20 ms)."""
+    word = np.zeros(_BMP, dtype=bool)
+    word[[m.start() for m in _WORD.finditer("".join(map(chr, range(_BMP))))]] = True
+    cjk_hash = np.zeros(_CJK_RANGES[-1][1] + 1, dtype=np.uint64)
+    for lo, hi in _CJK_RANGES:
+        cjk_hash[lo : hi + 1] = [xxhash.xxh3_64_intdigest(chr(c)) for c in range(lo, hi + 1)]
+    return word, cjk_hash
+
+
+def _is_word(codepoints: np.ndarray, table: np.ndarray) -> np.ndarray:
+    word = table[np.minimum(codepoints, _BMP - 1)]
+    astral = np.flatnonzero(codepoints >= _BMP)  # rare (emoji, CJK extension B): asked of the regex one by one
+    word[astral] = [_WORD.match(chr(c)) is not None for c in codepoints[astral].tolist()]
+    return word
+
+
+def zh_token_hashes(text: str) -> np.ndarray:
+    """``token_hashes(tokenize(text, "zh"))``, vectorized: a CJK character is a token (its hash from a table), a run
+    of other word characters is a token (hashed as a string). Chinese text is mostly one-character tokens, so this
+    skips a Python string and a lookup per character (it doubled the speed of Chinese signatures)."""
+    normalized = unicodedata.normalize("NFKC", text).lower()
+    codepoints = np.frombuffer(normalized.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    word_table, cjk_hash = _codepoint_tables()
+    cjk = np.zeros(len(codepoints), dtype=bool)
+    for lo, hi in _CJK_RANGES:
+        cjk |= (codepoints >= lo) & (codepoints <= hi)
+    word = _is_word(codepoints, word_table) & ~cjk
+    edges = np.diff(np.concatenate(([0], word.view(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    runs = token_hashes([normalized[a:b] for a, b in zip(starts.tolist(), ends.tolist())])
+    at = np.flatnonzero(cjk)
+    positions = np.concatenate([at, starts])
+    hashes = np.concatenate([cjk_hash[codepoints[at]], runs])
+    return hashes[np.argsort(positions, kind="stable")]
+
+
 def shingle_hashes(text: str, route: str, n: int = 5) -> np.ndarray:
     """Distinct 32-bit shingle hashes of ``text`` (as uint64). A text shorter than ``n`` tokens is one shingle."""
-    hashes = token_hashes(tokenize(text, route))
+    hashes = zh_token_hashes(text) if route == "zh" else token_hashes(tokenize(text, route))
     if len(hashes) == 0:
         return np.zeros(0, dtype=np.uint64)
     if len(hashes) < n:
