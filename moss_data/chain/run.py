@@ -7,9 +7,10 @@ on the recipe's executor.
   the job ids (also saved in ``chain.json``); a job whose upstream failed is cancelled by Slurm
   (``--kill-on-invalid-dep=yes``), never left pending. ``moss-data corpus-status`` says where a chain stands.
 
-Re-running resumes: datatrove skips every task whose completion marker exists. Jobs after the clean stage log under
-``logs/<job>-<hash of their stage's config>``, so a changed ``dedup``/``tokenize``/``mix`` section reruns its jobs,
-and a job that has work to do makes every job after it run again (their input changed).
+Re-running resumes: datatrove skips every task whose completion marker exists. Every job logs under
+``logs/<job>-<hash of its key>`` (what its outputs are made from: recipe section, stage code version), so a changed
+key redoes the job from scratch, and a job that has work to do makes every later job that reads it run again.
+``report/runs.json`` records what each job did and why.
 """
 
 from __future__ import annotations
@@ -137,14 +138,14 @@ def prepare_job(p: PlannedJob, executor, stale: bool, force: bool) -> tuple[bool
         why = f"redone: changed since the last run: {', '.join(keys)}"
     elif force:
         why = "redone: --force"
+    completions = as_path(p.logging_dir) / "completions"
     if earlier or force:
         for folder, _ in earlier:
             remove_tree(folder)
         for output in p.clears:
             remove_tree(output)
-        remove_tree(as_path(p.logging_dir) / "completions")
+        remove_tree(completions)
     elif stale:
-        completions = as_path(p.logging_dir) / "completions"
         if completions.exists() and any(completions.iterdir()):
             why = "redone: an earlier job of the chain was redone"
         remove_tree(completions)
@@ -154,6 +155,11 @@ def prepare_job(p: PlannedJob, executor, stale: bool, force: bool) -> tuple[bool
         done = p.job.tasks - len(incomplete)
         why = "first run" if done == 0 else f"resumed: {done} of {p.job.tasks} tasks were done"
     return bool(incomplete), why or "kept: done with this key"
+
+
+def run_record(p: PlannedJob, why: str) -> dict:
+    """One row of ``report/runs.json``."""
+    return {"job": p.job.name, "stage": p.stage, "tasks": p.job.tasks, "what": why}
 
 
 def check_sources(recipe: CorpusRecipe) -> None:
@@ -209,7 +215,7 @@ def run_job(recipe: CorpusRecipe, p: PlannedJob, stale: bool, force: bool, runs:
     """Runs one job to completion (or raises ChainError); returns whether it did work."""
     executor = build_executor(recipe.executor, p.job, p.logging_dir)
     did_work, why = prepare_job(p, executor, stale, force)
-    runs.append({"job": p.job.name, "stage": p.stage, "tasks": p.job.tasks, "what": why})
+    runs.append(run_record(p, why))
     record_runs(recipe, runs)
     logger.info(f"corpus chain: {p.job.name} ({p.job.tasks} task(s)) on {recipe.executor.kind}: {why}")
     try:
@@ -237,7 +243,7 @@ def submit_chain(recipe: CorpusRecipe, planned: list[PlannedJob], forced: set[st
         executor = build_executor(recipe.executor, p.job, p.logging_dir, depends=previous,
                                   job_name=f"{recipe.name}-{p.job.name}")
         did_work[p.job.name], why = prepare_job(p, executor, upstream_redone(p, did_work), p.job.name in forced)
-        runs.append({"job": p.job.name, "stage": p.stage, "tasks": p.job.tasks, "what": why})
+        runs.append(run_record(p, why))
         executors.append(executor)
         previous = executor
     record_runs(recipe, runs)

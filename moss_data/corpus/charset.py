@@ -51,8 +51,8 @@ def http_charset(content_type: str | None) -> str | None:
     return m.group(1) if m else None
 
 
-def candidates(content: bytes, content_type: str | None) -> list[tuple[str, str]]:
-    """(codec, source) to try, in order, without repeats."""
+def candidates(content: bytes, content_type: str | None, detect: bool = True) -> list[tuple[str, str]]:
+    """(codec, source) to try, in order, without repeats; cchardet's guess last when ``detect``."""
     found: list[tuple[str, str]] = []
     for bom, name in _BOMS:
         if content.startswith(bom):
@@ -62,13 +62,11 @@ def candidates(content: bytes, content_type: str | None) -> list[tuple[str, str]
                           ("utf-8", "utf-8")):
         if (codec := codec_for(label)) is not None:
             found.append((codec, source))
-    try:
-        import cchardet
+    if detect:
+        import cchardet  # a datatrove[processing] dependency
 
         if (codec := codec_for(cchardet.detect(content[:65536])["encoding"])) is not None:
             found.append((codec, "detected"))
-    except ImportError:  # pragma: no cover  (a datatrove[processing] dependency)
-        pass
     seen, out = set(), []
     for codec, source in found:
         if codec not in seen:
@@ -94,8 +92,7 @@ def decode_page(content: bytes, content_type: str | None, max_replaced_share: fl
     charset decodes any bytes, so a declared ISO-8859-1 - a common server default - or a guessed one would turn
     such a page into mojibake); a declared single-byte charset; cchardet's guess; else the candidate with the
     fewest bad bytes, if few enough."""
-    tried = candidates(content, content_type)
-    declared = [(c, s) for c, s in tried if s in ("bom", "http", "meta")]
+    declared = [(c, s) for c, s in candidates(content, content_type, detect=False) if s in ("bom", "http", "meta")]
     for codec, source in declared:
         if source == "bom" or not SINGLE_BYTE.match(codec):
             try:
@@ -105,6 +102,7 @@ def decode_page(content: bytes, content_type: str | None, max_replaced_share: fl
     utf8 = _lenient(content, "utf-8", "utf-8")
     if utf8.replaced_share == 0 or (utf8.replaced_share <= max_replaced_share and _UTF8_MULTIBYTE.search(content)):
         return utf8
+    tried = candidates(content, content_type)  # detection only now: most pages are settled above
     for codec, source in tried:
         if source == "utf-8":
             continue

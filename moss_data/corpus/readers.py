@@ -32,7 +32,7 @@ from datatrove.pipeline.readers.warc import WarcReader
 from loguru import logger
 
 from moss_data.corpus.charset import decode_page
-from moss_data.corpus.warc import FramedRecord, PushbackReader, frame_records
+from moss_data.corpus.warc import FramedRecord, PushbackReader, frame_records, header_value
 
 # Errors a damaged compressed stream raises part-way through (gzip, zlib, zstd, lzma all end up here).
 COMPRESSION_ERRORS: tuple[type[BaseException], ...] = (EOFError, gzip.BadGzipFile, zlib.error)
@@ -277,7 +277,7 @@ class SafeWarcReader(SkipCountingMixin, WarcReader):
         from warcio.exceptions import ArchiveLoadFailed
 
         with self.track_time():
-            kind = _header_value(framed.header, b"WARC-Type")
+            kind = header_value(framed.header, b"WARC-Type")
             if kind in NOT_DOCUMENTS:
                 return None
             if framed.problem is not None:  # a page record, or a damaged span that may have been one
@@ -292,7 +292,7 @@ class SafeWarcReader(SkipCountingMixin, WarcReader):
                 self.skip_log.skip("unparsable_warc_record", filepath, framed.index, str(e))
                 return None
             if isinstance(page, str):
-                self.skip_log.skip(page, filepath, framed.index, _header_value(framed.header, b"WARC-Target-URI")
+                self.skip_log.skip(page, filepath, framed.index, header_value(framed.header, b"WARC-Target-URI")
                                    .decode("utf-8", "replace"))
                 return None
             return self._document_or_skip(page, filepath, framed.index)
@@ -321,14 +321,6 @@ class SafeWarcReader(SkipCountingMixin, WarcReader):
         if decoded.replaced_share:
             page["replaced_share"] = round(decoded.replaced_share, 6)
         return page
-
-
-def _header_value(header: bytes, name: bytes) -> bytes:
-    for line in header.split(b"\r\n")[1:]:
-        key, _, value = line.partition(b":")
-        if key.strip().lower() == name.lower():
-            return value.strip()
-    return b""
 
 
 class SafeParquetReader(SkipCountingMixin, ParquetReader):

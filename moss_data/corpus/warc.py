@@ -115,15 +115,20 @@ class FramedRecord:
         return self.header + b"\r\n" + self.block + SEPARATOR
 
 
-def _content_length(header: bytes) -> int | None:
+def header_value(header: bytes, name: bytes) -> bytes:
+    """A field of a WARC header block (b"" when absent)."""
     for line in header.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            try:
-                return int(value.strip())
-            except ValueError:
-                return None
-    return None
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return b""
+
+
+def _content_length(header: bytes) -> int | None:
+    try:
+        return int(header_value(header, b"Content-Length"))
+    except ValueError:  # absent or not a number
+        return None
 
 
 def _at_record_end(reader: PushbackReader) -> bool:
@@ -133,6 +138,13 @@ def _at_record_end(reader: PushbackReader) -> bool:
         return False
     rest = ahead[len(SEPARATOR):]
     return rest == b"WARC/" or not rest.strip()
+
+
+def _skip_to_next_record(reader: PushbackReader, max_record_bytes: int) -> tuple[bool, int]:
+    """Skips past the next record separator that a ``WARC/`` line follows: (found, bytes skipped). Not found within
+    ``max_record_bytes``: that much is skipped."""
+    pos = reader.find(NEXT_RECORD, limit=max_record_bytes + _CHUNK)
+    return pos >= 0, reader.skip(pos + len(SEPARATOR) if pos >= 0 else max_record_bytes)
 
 
 def frame_records(stream, max_record_bytes: int) -> Iterator[FramedRecord]:
@@ -149,13 +161,12 @@ def frame_records(stream, max_record_bytes: int) -> Iterator[FramedRecord]:
             return
         if not line.startswith(b"WARC/"):
             # not a record start (the rest of a damaged record): resynchronise on the next record, and say so
-            reader.unread(b"\r\n\r\n" + line)
-            pos = reader.find(NEXT_RECORD, limit=max_record_bytes + _CHUNK)
-            skipped = reader.skip(pos + len(SEPARATOR) if pos >= 0 else max_record_bytes) - len(SEPARATOR)
+            reader.unread(SEPARATOR + line)
+            found, skipped = _skip_to_next_record(reader, max_record_bytes)
             yield FramedRecord(index, b"", b"", None, "unparsable_warc_record",
-                               f"{skipped} bytes that do not start a record, skipped up to the next one")
+                               f"{skipped - len(SEPARATOR)} bytes that do not start a record, skipped up to the next one")
             index += 1
-            if pos < 0:
+            if not found:
                 reader.raise_if_broken()
                 return
             continue
@@ -170,10 +181,8 @@ def frame_records(stream, max_record_bytes: int) -> Iterator[FramedRecord]:
             return
         if declared is None:
             yield FramedRecord(index, header, b"", None, "no_content_length", "no valid Content-Length header")
-            pos = reader.find(NEXT_RECORD, limit=max_record_bytes + _CHUNK)
-            if pos < 0:
+            if not _skip_to_next_record(reader, max_record_bytes)[0]:
                 return
-            reader.skip(pos + len(SEPARATOR))
             index += 1
             continue
         if declared > max_record_bytes:

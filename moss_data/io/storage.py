@@ -28,10 +28,6 @@ def local_path(path: str | Path | UPath) -> Path | None:
     return Path(p.path) if p.protocol in LOCAL_PROTOCOLS else None
 
 
-def is_remote(path: str | Path | UPath) -> bool:
-    return local_path(path) is None
-
-
 def remove_tree(path: str | Path | UPath) -> None:
     """Removes a file or folder wherever it lives; nothing if it is not there."""
     p = as_path(path)

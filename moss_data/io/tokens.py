@@ -21,6 +21,7 @@ is rewritten on resume.
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -65,9 +66,13 @@ class ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         unlink(self.path.with_suffix(".json"))  # the shard is incomplete until close() writes it
         # tokens stream to a local file: beside the shard, or (object stores) a temporary one uploaded at close
-        local = local_path(self.path)
-        self._bin_tmp = local.with_suffix(".bin.tmp") if local else Path(tempfile.mkstemp(suffix=".bin")[1])
-        self._bin = open(self._bin_tmp, "wb")
+        self._local = local_path(self.path)
+        if self._local is not None:
+            self._bin_tmp = self._local.with_suffix(".bin.tmp")
+            self._bin = open(self._bin_tmp, "wb")
+        else:
+            fd, name = tempfile.mkstemp(suffix=".bin")
+            self._bin_tmp, self._bin = Path(name), os.fdopen(fd, "wb")
 
     def add(self, ids: list[int]) -> None:
         arr = np.asarray(ids, dtype=self.dtype)
@@ -76,8 +81,8 @@ class ShardWriter:
 
     def close(self) -> dict:
         self._bin.close()
-        if local_path(self.path) is not None:
-            self._bin_tmp.replace(local_path(self.path).with_suffix(".bin"))
+        if self._local is not None:
+            self._bin_tmp.replace(self._local.with_suffix(".bin"))
         else:
             self.path.fs.put_file(str(self._bin_tmp), self.path.with_suffix(".bin").path)
             self._bin_tmp.unlink()
