@@ -74,9 +74,9 @@ sft recipe="recipes/train/sft_tiny_cpu.yaml":
 dpo recipe="recipes/train/dpo_tiny_cpu.yaml":
     moss-train dpo {{recipe}}
 
-# multi-GPU sft/dpo with accelerate + DeepSpeed ZeRO (zero2 or zero3; GPU machines with the gpu extra)
-train-gpu task recipe zero="zero2":
-    accelerate launch --config_file recipes/train/accelerate/{{zero}}_1node.yaml -m moss_train.cli {{task}} {{recipe}}
+# pretrain, sft or dpo on every GPU of this node (torchrun); sharding: zero1, zero2, zero3 (DeepSpeed) or fsdp (FSDP2)
+train-gpu task recipe sharding="zero2" *args:
+    torchrun --nproc_per_node gpu -m moss_train.cli {{task}} {{recipe}} {{ if sharding == "fsdp" { "--set fsdp=true" } else { "--set deepspeed=recipes/train/deepspeed/" + sharding + ".json" } }} {{args}}
 
 # dialogue pipeline overhead vs the raw backend, and a GPU-hour projection for 1.1M conversations
 bench-dialogue:

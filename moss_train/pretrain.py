@@ -1,226 +1,134 @@
-"""Pretraining from the corpus engine's memory-mapped token shards: a short explicit loop.
+"""Pretraining from the corpus engine's memory-mapped token shards, on the Hugging Face Trainer.
 
-Data: the corpus run's mix, read only through :meth:`TokenCorpus.mixed_documents` (the mix index: (shard, document)
-rows in training order over every token shard of every route, each shard checked against the key the mix recorded;
-documents are memory-mapped, nothing is copied). Documents are packed whole into blocks of ``block_size`` tokens in
-mix order (a document that does not fit the rest of a block starts the next one; one longer than a block is cut into
-block-sized pieces), so packing never mixes a document's tokens with another's context:
+Why the Trainer and not an explicit loop: the same recipe then runs on one CPU process, DDP, DeepSpeed ZeRO-1/2/3
+(sharded init under ZeRO-3: the model is built inside ``zero.Init``) and FSDP2 on GPUs, with bf16 and activation
+checkpointing, and its checkpoints (model, optimizer shards, scheduler, RNG states, step) resume exactly on any of
+them; SFT and DPO run on the same Trainer, so one set of sharding, checkpoint and logging choices serves all three
+(:mod:`moss_train.config`). What is ours is the data: :mod:`moss_train.packing` turns the mix into a map-style
+dataset of packed blocks, read in mix order (``train_sampling_strategy="sequential"``: the mix stage already
+shuffled), each rank taking its own batches of every global step (accelerate's batch sharding), so N ranks see
+exactly the blocks one process would at N times the batch, and a resume at step k skips k global batches without
+reading them.
 
-- attention is block-diagonal causal (a 4D mask: a token sees only earlier tokens of its own document);
-- position ids restart at every document;
-- no token is trained to predict the first token of the next document.
+Documents never attend to each other: no attention mask, position ids restarting at every document; transformers
+derives the documents from them (flash-attention varlen kernels on a GPU with ``flash-attn`` installed, a
+block-diagonal mask with SDPA otherwise).
 
-The share of non-pad tokens (packing efficiency) is reported. The model is a small Llama built from the recipe
-(``model:``) with the corpus's own tokenizer, or a checkpoint folder to continue from (``init_from``).
-
-Checkpoints (``checkpoints/step_<n>``, written to a temporary folder and renamed when complete) hold the model, the
-optimizer, the scheduler, the step and the data position (blocks consumed), so ``--resume`` continues exactly: the
-test checks that 6 + 6 resumed steps give the same weights as 12 steps in one go. Loss, learning rate and tokens go
-to TensorBoard (``tb/``) and ``train_summary.json``.
+The model is a Llama of a preset shape (:mod:`moss_train.models`: ``tiny`` .. ``moss-16b``) with the corpus's own
+tokenizer, or a model folder to continue from (``init_from``). Loss, learning rate, tokens/s per device and MFU go
+to TensorBoard and ``train_summary.json``; the final model and the tokenizer go to ``final/``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-import numpy as np
 from loguru import logger
 from pydantic import Field
 
-from moss_data.recipe import StrictModel
-from moss_data.io.atomic import atomic_folder, atomic_write_text
 from moss_data.io.tokens import TokenCorpus
-from moss_train.config import final_dir, summary_path
+from moss_train.config import (TrainerRecipe, distributed_summary, finish_distributed, last_complete_checkpoint,
+                               prepare_distributed, save_final, sharding_report, trainer_arguments)
+from moss_train.models import ModelShape, initialize_by_name, resolve_shape
+from moss_train.packing import PackedBlocks, collate
+from moss_train.throughput import ThroughputCallback, count_parameters
+
+END_OF_DOCUMENT = "<|endoftext|>"
 
 
-class TinyModel(StrictModel):
-    hidden_size: int = 64
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    intermediate_size: int = 256
-
-
-class PretrainRecipe(StrictModel):
-    name: str
+class PretrainRecipe(TrainerRecipe):
     corpus_dir: Path = Field(description="a corpus run's output folder (tokens/, mix/, tokenizer/)")
-    output_dir: Path
     init_from: str | None = Field(None, description="a model folder to continue from; default: a new model")
-    model: TinyModel = TinyModel()
+    model: str | ModelShape = Field("tiny", description="a preset (tiny, 1b, 7b, moss-16b) or a shape")
     block_size: int = Field(256, ge=8)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="blocks per device")
     max_steps: int = Field(20, ge=1)
-    learning_rate: float = 1e-3
-    warmup_steps: int = 2
+    learning_rate: float = Field(1e-3, gt=0)
+    warmup_steps: int = Field(2, ge=0)
     weight_decay: float = 0.1
-    save_steps: int = Field(10, ge=1, description="checkpoint every N steps (and at the end)")
-    seed: int = 0
-    tensorboard: bool = True
+    save_steps: int = Field(10, ge=0, description="checkpoint every N steps (0: only the final model)")
+    attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        "auto", description="auto: flash-attention 2 on a GPU where flash-attn is installed, SDPA otherwise")
 
 
-@dataclass
-class Block:
-    ids: np.ndarray  # int64, block_size, padded with pad_id
-    segments: np.ndarray  # 0 = padding, 1..k = the k-th document piece in the block
-
-
-def document_stream(corpus_dir: Path) -> Iterator[np.ndarray]:
-    """Documents in mix order (each already ends with <|endoftext|>), from all shards of the mix; the same order
-    every epoch, so a data position (blocks consumed) resumes exactly."""
-    return TokenCorpus(corpus_dir).mixed_documents()
-
-
-def pack(documents: Iterator[np.ndarray], block_size: int, pad_id: int) -> Iterator[Block]:
-    ids, segs, count = [], [], 0
-
-    def flush() -> Block:
-        nonlocal ids, segs, count
-        n = len(ids)
-        block = Block(np.array(ids + [pad_id] * (block_size - n), dtype=np.int64),
-                      np.array(segs + [0] * (block_size - n), dtype=np.int64))
-        ids, segs, count = [], [], 0
-        return block
-
-    for doc in documents:
-        for start in range(0, len(doc), block_size):  # a document longer than a block: block-sized pieces
-            piece = doc[start : start + block_size].tolist()
-            if len(ids) + len(piece) > block_size:
-                yield flush()
-            count += 1
-            ids += piece
-            segs += [count] * len(piece)
-    if ids:
-        yield flush()
-
-
-def collate(blocks: list[Block], pad_id: int):
-    """input_ids, labels, position_ids and the block-diagonal causal 4D attention mask of a batch."""
+def attention_implementation(recipe: PretrainRecipe) -> str:
+    if recipe.attention != "auto":
+        return recipe.attention
     import torch
+    from transformers.utils import is_flash_attn_2_available
 
-    ids = torch.from_numpy(np.stack([b.ids for b in blocks]))
-    seg = torch.from_numpy(np.stack([b.segments for b in blocks]))
-    length = ids.shape[1]
-    starts = torch.ones_like(seg, dtype=torch.bool)
-    starts[:, 1:] = seg[:, 1:] != seg[:, :-1]
-    index = torch.arange(length).expand_as(seg)
-    last_start = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
-    position_ids = index - last_start
-    labels = ids.clone()
-    labels[(seg == 0) | starts] = -100  # padding, and the first token of each piece (its "previous" is another's)
-    causal = torch.tril(torch.ones(length, length, dtype=torch.bool))
-    allowed = causal & (seg[:, :, None] == seg[:, None, :]) & (seg[:, :, None] > 0)
-    allowed |= torch.eye(length, dtype=torch.bool)  # padding rows attend to themselves (no all-masked softmax)
-    mask = torch.zeros(ids.shape[0], 1, length, length)
-    mask.masked_fill_(~allowed[:, None], torch.finfo(mask.dtype).min)
-    return {"input_ids": ids, "labels": labels, "position_ids": position_ids, "attention_mask": mask}
+    return "flash_attention_2" if torch.cuda.is_available() and is_flash_attn_2_available() else "sdpa"
 
 
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    done = [p for p in (output_dir / "checkpoints").glob("step_*") if (p / "state.pt").exists()]
-    return max(done, key=lambda p: int(p.name.split("_")[1]), default=None)
+def corpus_tokenizer(corpus_dir: Path):
+    """The corpus run's tokenizer as a transformers tokenizer (saved with every checkpoint and the final model, so
+    the next trainer loads both from one folder)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_file=str(TokenCorpus(corpus_dir).tokenizer_path),
+                                   eos_token=END_OF_DOCUMENT, pad_token=END_OF_DOCUMENT)
 
 
 def build_model(recipe: PretrainRecipe, vocab_size: int):
+    """A new Llama of the recipe's shape, or the ``init_from`` folder. Under a ZeRO-3 config registered by the
+    training arguments, both are built inside ``deepspeed.zero.Init`` (transformers does it), sharded from the
+    start."""
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
+    attention = attention_implementation(recipe)
     if recipe.init_from:
-        return AutoModelForCausalLM.from_pretrained(recipe.init_from, dtype=torch.float32)
-    m = recipe.model
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=m.hidden_size, num_hidden_layers=m.num_hidden_layers,
-                         num_attention_heads=m.num_attention_heads, num_key_value_heads=m.num_attention_heads,
-                         intermediate_size=m.intermediate_size, max_position_embeddings=recipe.block_size,
-                         tie_word_embeddings=True)
-    torch.manual_seed(recipe.seed)
-    return LlamaForCausalLM(config)
+        model = AutoModelForCausalLM.from_pretrained(recipe.init_from, dtype=torch.float32,
+                                                     attn_implementation=attention)
+        model.config.use_cache = False  # with a cache transformers would not see packed documents
+        return model
+    shape = resolve_shape(recipe.model)
+    config = shape.llama_config(vocab_size, max(recipe.block_size, shape.max_position_embeddings))
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation=attention)
+    initialize_by_name(model, recipe.seed)
+    return model
+
+
+def build_pretrain_trainer(recipe: PretrainRecipe):
+    from transformers import Trainer, TrainingArguments
+
+    arguments = trainer_arguments(recipe) | dict(
+        lr_scheduler_type="cosine", warmup_steps=recipe.warmup_steps, weight_decay=recipe.weight_decay,
+        max_grad_norm=1.0, train_sampling_strategy="sequential", remove_unused_columns=False,
+        include_num_input_tokens_seen="all")  # every block slot is computed: throughput counts them all
+    args = TrainingArguments(**arguments)  # before the model: ZeRO-3 builds it sharded
+    prepare_distributed(args)
+    tokenizer = corpus_tokenizer(recipe.corpus_dir)
+    with args.main_process_first(desc="block index"):  # built once, then read from the cache by the other ranks
+        blocks = PackedBlocks(recipe.corpus_dir, recipe.block_size, tokenizer.pad_token_id,
+                              cache_dir=recipe.output_dir / "data")
+    model = build_model(recipe, len(tokenizer))
+    at_load = sharding_report(model)
+    throughput = ThroughputCallback(recipe.block_size)
+    trainer = Trainer(model=model, args=args, train_dataset=blocks, data_collator=collate, processing_class=tokenizer,
+                      callbacks=[throughput])
+    trainer.sharding_at_load, trainer.throughput, trainer.blocks = at_load, throughput, blocks
+    return trainer
 
 
 def run_pretrain(recipe: PretrainRecipe, resume: bool = False) -> dict:
-    import torch
-    from tokenizers import Tokenizer
-    from tqdm import tqdm
-    from transformers import get_cosine_schedule_with_warmup
-
-    out = recipe.output_dir
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = Tokenizer.from_file(str(TokenCorpus(recipe.corpus_dir).tokenizer_path))
-    pad_id = tokenizer.token_to_id("<|endoftext|>")
-    model = build_model(recipe, tokenizer.get_vocab_size())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, recipe.warmup_steps, recipe.max_steps)
-    step, consumed, real_tokens, slots, losses = 0, 0, 0, 0, []
-    checkpoint = latest_checkpoint(out) if resume else None
+    """Train, save ``final/`` and ``train_summary.json``; ``resume`` continues from the last complete checkpoint."""
+    trainer = build_pretrain_trainer(recipe)
+    checkpoint = last_complete_checkpoint(recipe.output_dir) if resume else None
     if checkpoint:
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
-        scheduler = get_cosine_schedule_with_warmup(optimizer, recipe.warmup_steps, recipe.max_steps)
-        state = torch.load(checkpoint / "state.pt", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, consumed, real_tokens, slots, losses = (state[k] for k in ("step", "consumed", "real_tokens", "slots", "losses"))
-        torch.set_rng_state(state["torch_rng"])
-        logger.info(f"pretrain: resumed from {checkpoint.name} (step {step}, {consumed} blocks consumed)")
-    writer = None
-    if recipe.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tb"))
-
-    def endless_blocks() -> Iterator[Block]:
-        while True:  # epochs over the mix, in the same order each time
-            yield from pack(document_stream(recipe.corpus_dir), recipe.block_size, pad_id)
-
-    blocks = endless_blocks()
-    for _ in range(consumed):  # the data position: skip what earlier steps trained on
-        next(blocks)
-    model.train()
-    bar = tqdm(total=recipe.max_steps, initial=step, desc="pretrain", unit="step")
-    while step < recipe.max_steps:
-        batch_blocks = [next(blocks) for _ in range(recipe.batch_size)]
-        consumed += len(batch_blocks)
-        batch = collate(batch_blocks, pad_id)
-        real_tokens += sum(int((b.segments > 0).sum()) for b in batch_blocks)
-        slots += batch["input_ids"].numel()
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        losses.append(round(loss.item(), 5))
-        if writer:
-            writer.add_scalar("train/loss", loss.item(), step)
-            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-            writer.add_scalar("train/tokens", real_tokens, step)
-        bar.update()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % recipe.save_steps == 0 or step == recipe.max_steps:
-            save_checkpoint(out, model, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                         "step": step, "consumed": consumed, "real_tokens": real_tokens,
-                                         "slots": slots, "losses": losses, "torch_rng": torch.get_rng_state()})
-    bar.close()
-    if writer:
-        writer.close()
-    summary = {"steps": step, "blocks": consumed, "block_size": recipe.block_size,
-               "packing_efficiency": round(real_tokens / max(slots, 1), 4), "first_loss": losses[0],
-               "last_loss": losses[-1], "losses": losses,
-               "parameters": sum(p.numel() for p in model.parameters())}
-    with atomic_folder(final_dir(out)) as tmp:
-        model.save_pretrained(str(tmp))
-    atomic_write_text(summary_path(out), json.dumps(summary, indent=2))
+        logger.info(f"pretrain: resuming from {checkpoint.name}")
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    args, steps = trainer.args, trainer.state.global_step
+    consumed = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    summary = {"steps": steps, "blocks": consumed, "block_size": recipe.block_size,
+               "packing_efficiency": round(trainer.blocks.real_tokens(consumed) / max(consumed * recipe.block_size, 1),
+                                           4),
+               "first_loss": losses[0], "last_loss": losses[-1], "losses": losses,
+               "parameters": count_parameters(trainer.model)[0], "attention": trainer.model.config._attn_implementation,
+               "throughput": trainer.throughput.summary(),
+               "distributed": distributed_summary(trainer, trainer.sharding_at_load)}
+    save_final(trainer, recipe, summary)
+    finish_distributed()
     return summary
-
-
-def save_checkpoint(out: Path, model, state: dict) -> Path:
-    import torch
-
-    path = out / "checkpoints" / f"step_{state['step']}"
-    with atomic_folder(path) as tmp:
-        model.save_pretrained(str(tmp))
-        torch.save(state, tmp / "state.pt")
-    return path

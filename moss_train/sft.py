@@ -15,11 +15,11 @@ from loguru import logger
 from pydantic import Field
 
 from moss_train.chat_template import LossMask
-from moss_train.config import (TrainerRecipe, distributed_summary, finish_distributed, load_policy, save_final,
+from moss_train.config import (PolicyRecipe, distributed_summary, finish_distributed, load_policy, save_final,
                                sharding_report, trainer_arguments)
 
 
-class SFTRecipe(TrainerRecipe):
+class SFTRecipe(PolicyRecipe):
     data: list[Path] = Field(description="dialogue or feedback output folders (their shards are read)")
     loss_mask: LossMask = "moss"
     packing: bool = False
@@ -31,7 +31,8 @@ def build_sft_trainer(recipe: SFTRecipe):
 
     from moss_train.data import conversation_rows
 
-    args = SFTConfig(**trainer_arguments(recipe), packing=recipe.packing, assistant_only_loss=True)  # before the model
+    args = SFTConfig(**trainer_arguments(recipe), max_length=recipe.max_length, packing=recipe.packing,
+                     assistant_only_loss=True)  # before the model
     model, tokenizer = load_policy(recipe, recipe.loss_mask, args)
     at_load = sharding_report(model)
     rows = conversation_rows(recipe.data)

@@ -1,10 +1,12 @@
-"""SFT on two real ranks (torchrun, gloo, CPU) under DeepSpeed ZeRO-2 and ZeRO-3: the run is really distributed
-(world size 2, the engine's ZeRO stage, under ZeRO-3 each rank holding half the model from the moment it loads) and
-its losses equal the one-process run on the same global batches.
+"""Pretraining, SFT and DPO on two real ranks (torchrun, gloo, CPU) under DDP and DeepSpeed ZeRO-2 and ZeRO-3: each
+run is really distributed (world size 2, the wrapper and the engine's ZeRO stage, under ZeRO-3 each rank holding
+half the model from the moment it is built) and its losses equal the one-process run on the same global batches;
+a ZeRO-3 pretraining run killed after a checkpoint and resumed on two ranks equals the straight two-rank run.
 
-Why equal: the samplers give step k the same two conversations in both runs (one process takes them as a batch of
-two, two ranks one each), transformers averages the loss over the tokens of all ranks, and DeepSpeed averages the
-gradients; the first step's loss is computed before any update, the second after one identical AdamW step."""
+Why equal: step k gets the same global batch in both runs (one process takes it whole, two ranks half each: the
+samplers are sequential, accelerate shards each global batch across ranks), transformers averages the loss over the
+tokens of all ranks, and DDP / DeepSpeed average the gradients; the first step's loss is computed before any
+update, later ones after identical AdamW steps."""
 
 from __future__ import annotations
 
@@ -17,15 +19,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from moss_data.formats import Conversation, Turn
 from moss_data.io.conversations import ShardStore
-from moss_train.config import summary_path
+from moss_train.config import TrainerRecipe, summary_path
+from moss_train.pretrain import PretrainRecipe, run_pretrain
 from moss_train.sft import SFTRecipe, run_sft
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "data" / "models" / "smollm2-135m-instruct"
 LOSS_TOLERANCE = 2e-3  # relative; reductions run in another order across ranks (measured differences ~1e-5)
+DEEPSPEED = REPO / "recipes" / "train" / "deepspeed"
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -59,6 +64,72 @@ def deepspeed_available() -> None:
         pytest.skip("deepspeed is not installed (scripts/install.sh installs it)")
 
 
+def launch(task: str, recipe: TrainerRecipe, folder: Path, *args: str) -> dict:
+    """``torchrun --nproc_per_node 2 -m moss_train.cli TASK RECIPE``; returns the run's summary."""
+    recipe_file = folder / f"{recipe.name}.json"
+    recipe_file.write_text(recipe.model_dump_json())
+    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", str(free_port()), "-m", "moss_train.cli", task, str(recipe_file), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1100)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(summary_path(recipe.output_dir).read_text())
+
+
+def assert_losses_equal(one: list[float], two: list[float]) -> None:
+    assert len(one) == len(two) and len(one) >= 2
+    for a, b in zip(one, two):
+        assert abs(a - b) <= LOSS_TOLERANCE * abs(a), (one, two)
+
+
+@pytest.fixture(scope="module")
+def pretrain_one_process(sample_run, tmp_path_factory) -> tuple[PretrainRecipe, dict]:
+    """Four steps of the tiny preset on the sample corpus, one process, 4 blocks a step."""
+    recipe = PretrainRecipe(name="one", corpus_dir=sample_run.output_dir, output_dir=tmp_path_factory.mktemp("pt"),
+                            block_size=128, batch_size=4, max_steps=4, save_steps=2, learning_rate=1e-2,
+                            report_to=[])
+    return recipe, run_pretrain(recipe)
+
+
+@pytest.mark.parametrize("sharding", ["ddp", "zero2", "zero3"])
+def test_pretraining_on_two_ranks_matches_one_process(sharding, pretrain_one_process, tmp_path):
+    deepspeed_available()
+    one_recipe, one = pretrain_one_process
+    recipe = one_recipe.model_copy(update={
+        "name": sharding, "output_dir": tmp_path / "straight", "batch_size": 2,
+        "deepspeed": None if sharding == "ddp" else DEEPSPEED / f"{sharding}.json"})
+    two = launch("pretrain", recipe, tmp_path)
+    ran = two["distributed"]
+    assert ran["world_size"] == 2 and two["blocks"] == one["blocks"] == 16, ran
+    if sharding == "ddp":
+        assert ran["wrapper"] == "DistributedDataParallel" and ran["deepspeed_zero_stage"] == 0, ran
+    else:
+        assert ran["wrapper"] == "DeepSpeedEngine" and ran["deepspeed_zero_stage"] == int(sharding[-1]), ran
+    if sharding == "zero3":  # built inside zero.Init: each rank held half of every parameter from the start
+        assert ran["at_load"]["partitioned"] and abs(ran["at_load"]["share_held"] - 0.5) < 0.01, ran
+    else:
+        assert not ran["at_load"]["partitioned"] and ran["at_load"]["share_held"] == 1.0, ran
+    assert_losses_equal(one["losses"], two["losses"])
+    assert (recipe.output_dir / "final" / "model.safetensors").exists()
+    if sharding != "zero3":
+        return
+    # killed after checkpoint-2 on two ZeRO-3 ranks (optimizer shards per rank): resumed on two ranks, it ends as
+    # the straight run did
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(recipe.output_dir, resumed_dir)
+    shutil.rmtree(resumed_dir / "checkpoint-4")
+    shutil.rmtree(resumed_dir / "final")
+    resumed = launch("pretrain", recipe.model_copy(update={"output_dir": resumed_dir}), tmp_path, "--resume")
+    assert resumed["steps"] == 4 and resumed["blocks"] == two["blocks"]
+    assert resumed["losses"][:2] == two["losses"][:2]  # the first two come from the checkpoint's log
+    assert_losses_equal(two["losses"], resumed["losses"])
+    from safetensors.torch import load_file
+
+    straight, again = (load_file(d / "final" / "model.safetensors") for d in (recipe.output_dir, resumed_dir))
+    assert straight.keys() == again.keys()
+    assert all(torch.allclose(straight[k], again[k], rtol=1e-4, atol=1e-6) for k in straight)
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     return conversations(tmp_path_factory.mktemp("sft_data") / "d")
@@ -78,15 +149,8 @@ def test_sft_on_two_ranks_under_zero_matches_one_process(stage, data, one_proces
     deepspeed_available()
     recipe = SFTRecipe(name=f"zero{stage}", data=[data], output_dir=tmp_path / "out", base_model=str(MODEL),
                        max_steps=2, batch_size=1, max_length=640, learning_rate=1e-4, report_to=[],
-                       deepspeed=REPO / "recipes" / "train" / "deepspeed" / f"zero{stage}.json")
-    recipe_file = tmp_path / "recipe.json"
-    recipe_file.write_text(recipe.model_dump_json())
-    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", str(free_port()), "-m", "moss_train.cli", "sft", str(recipe_file)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1100)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(summary_path(recipe.output_dir).read_text())
+                       deepspeed=DEEPSPEED / f"zero{stage}.json")
+    summary = launch("sft", recipe, tmp_path)
     ran = summary["distributed"]
     assert ran["world_size"] == 2 and ran["deepspeed_zero_stage"] == stage, ran
     at_load = ran["at_load"]
@@ -96,9 +160,5 @@ def test_sft_on_two_ranks_under_zero_matches_one_process(stage, data, one_proces
         assert at_load["whole"] == ["model.embed_tokens.weight"] and at_load["share_held"] < 0.7, ran
     else:
         assert not at_load["partitioned"] and at_load["share_held"] == 1.0
-    one, two = one_process["losses"], summary["losses"]
-    assert len(one) == len(two) == 2
-    for a, b in zip(one, two):
-        assert abs(a - b) <= LOSS_TOLERANCE * abs(a), (one, two)
+    assert_losses_equal(one_process["losses"], summary["losses"])
     assert (recipe.output_dir / "final" / "config.json").exists()  # ZeRO-3 gathered the shards to save
-

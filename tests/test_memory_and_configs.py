@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from moss_train.memory import SHAPES, estimate_gib, model_state_bytes
+from moss_train.memory import USABLE_SHARE, estimate_gib, model_state_bytes, plan
+from moss_train.models import PRESETS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -20,15 +20,31 @@ def test_model_states_match_the_zero_paper(stage, gb):
 
 
 def test_estimates_fall_with_more_gpus_and_grow_with_sequence():
-    big = SHAPES[-1]
+    big = PRESETS["moss-16b"]
     assert estimate_gib(big, 3, 16) < estimate_gib(big, 3, 8) < estimate_gib(big, 2, 8)
     assert estimate_gib(big, 3, 8, seq_len=4096) > estimate_gib(big, 3, 8, seq_len=2048)
 
 
-def test_shipped_deepspeed_and_accelerate_configs():
-    for stage in (2, 3):
+@pytest.mark.parametrize("preset, published", [("1b", 1.10e9), ("7b", 6.74e9), ("moss-16b", 16.0e9)])
+def test_presets_have_their_published_sizes(preset, published):
+    # TinyLlama-1.1B, Llama-2-7B (6,738,415,616 with its 32k vocabulary), MOSS's 16B base (CodeGen-16B: 16.0B)
+    assert PRESETS[preset].parameters() == pytest.approx(published, rel=0.05)
+
+
+def test_the_plan_takes_the_least_sharding_that_fits_and_the_largest_micro_batch():
+    big = PRESETS["moss-16b"]
+    on_40 = plan(big, 40, 8)
+    assert on_40.zero_stage == 3  # ZeRO-2 needs ~61 GiB of model states and activations a GPU
+    assert estimate_gib(big, 2, 8) > 40 * USABLE_SHARE >= on_40.estimated_gib
+    on_80 = plan(big, 80, 8)
+    assert on_80.zero_stage == 2 and on_80.micro_batch >= 1
+    if on_80.micro_batch < 32:  # the next micro-batch would not fit
+        assert estimate_gib(big, 2, 8, on_80.micro_batch * 2) > 80 * USABLE_SHARE
+    assert plan(big, 141, 1) is None  # one GPU cannot hold 16B with Adam: more GPUs, offload or model parallelism
+    assert plan(PRESETS["7b"], 141, 1).zero_stage == 0
+
+
+def test_shipped_deepspeed_configs():
+    for stage in (1, 2, 3):
         cfg = json.loads((REPO / f"recipes/train/deepspeed/zero{stage}.json").read_text())
         assert cfg["zero_optimization"]["stage"] == stage and cfg["train_micro_batch_size_per_gpu"] == "auto"
-        acc = yaml.safe_load((REPO / f"recipes/train/accelerate/zero{stage}_1node.yaml").read_text())
-        assert acc["distributed_type"] == "DEEPSPEED"
-        assert (REPO / acc["deepspeed_config"]["deepspeed_config_file"]).exists()

@@ -1,5 +1,7 @@
-"""Pretraining from token shards: packing keeps documents apart (mask, positions, labels), exact resume, and the
-loss falls on the sample corpus; a mix over many shards per route is read whole, and resumes exactly too."""
+"""Pretraining from token shards: packing keeps documents apart (positions, labels; transformers derives the
+block-diagonal attention from the positions), the block index reads any block at random, exact resume on the
+Trainer, and the loss falls on the sample corpus; a mix over many shards per route is read whole, and resumes
+exactly too."""
 
 from __future__ import annotations
 
@@ -13,12 +15,23 @@ import torch
 
 from moss_data.io.documents import iter_documents
 from moss_data.io.tokens import TokenCorpus
-from moss_train.pretrain import PretrainRecipe, collate, document_stream, pack, run_pretrain
+from moss_train.models import PRESETS
+from moss_train.packing import Block, PackedBlocks, block_layout, collate
+from moss_train.pretrain import PretrainRecipe, build_model, run_pretrain
+
+
+def blocks_of(docs: list[np.ndarray], block_size: int) -> list[Block]:
+    """Blocks of a list of documents, read through the block index as the trainer reads them."""
+    index = block_layout(np.array([len(d) for d in docs]), block_size)
+    reader = PackedBlocks.__new__(PackedBlocks)  # the reader without a corpus folder: documents from the list
+    reader.block_size, reader.pad_id, reader.index = block_size, 0, index
+    reader._document = lambda row: docs[row]
+    return [reader[i] for i in range(len(reader))]
 
 
 def test_packing_keeps_documents_whole_and_in_order():
     docs = [np.arange(1, 6), np.arange(100, 400), np.arange(500, 507), np.arange(600, 850)]
-    blocks = list(pack(iter(docs), 256, pad_id=0))
+    blocks = blocks_of(docs, 256)
     flat = np.concatenate([b.ids[b.segments > 0] for b in blocks])
     assert flat.tolist() == np.concatenate(docs).tolist()  # every token once, in order
     # the 300-token document is cut into 256 + 44; nothing else is split across blocks
@@ -26,23 +39,41 @@ def test_packing_keeps_documents_whole_and_in_order():
     assert sum((b.segments > 0).sum() for b in blocks) / (256 * len(blocks)) == pytest.approx(562 / 1024)
 
 
-def test_a_packed_block_computes_each_document_as_if_alone():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=32)).eval()
+def test_a_packed_block_computes_each_document_as_if_alone(tmp_path):
+    """The path the trainer takes (its model config, the collated batch with no attention mask) gives each document
+    the logits it has alone: no attention across documents, positions restarting."""
+    recipe = PretrainRecipe(name="t", corpus_dir=tmp_path, output_dir=tmp_path, model=PRESETS["tiny"], block_size=16)
+    model = build_model(recipe, vocab_size=50).eval()
+    assert model.config._attn_implementation == "sdpa" and model.config.use_cache is False
     a, b = np.array([3, 4, 5, 6, 7]), np.array([9, 8, 7, 6, 5, 4, 3])
-    (block,) = list(pack(iter([a, b]), 16, pad_id=0))
-    batch = collate([block], pad_id=0)
+    (block,) = blocks_of([a, b], 16)
+    batch = collate([block])
+    assert "attention_mask" not in batch
     assert batch["position_ids"][0, :12].tolist() == list(range(5)) + list(range(7))
     assert batch["labels"][0, 5].item() == -100 and batch["labels"][0, 12:].eq(-100).all()  # next doc's start, pads
     with torch.no_grad():
-        packed = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       position_ids=batch["position_ids"]).logits[0]
+        packed = model(**batch).logits[0]
         alone_a = model(input_ids=torch.from_numpy(a)[None]).logits[0]
         alone_b = model(input_ids=torch.from_numpy(b)[None]).logits[0]
+        plain = model(input_ids=batch["input_ids"]).logits[0]  # one causal sequence: b would see a
     assert torch.allclose(packed[:5], alone_a, atol=1e-5) and torch.allclose(packed[5:12], alone_b, atol=1e-5)
+    assert not torch.allclose(plain[5:12], alone_b, atol=1e-3)  # the check can fail: attention across documents
+
+
+def test_the_block_index_reads_the_mix_at_random(sample_run, tmp_path):
+    corpus = sample_run.output_dir
+    stream = list(TokenCorpus(corpus).mixed_documents())
+    blocks = PackedBlocks(corpus, 128, pad_id=0, cache_dir=tmp_path)
+    cached = list(tmp_path.glob("blocks_128-*.npy"))
+    assert len(cached) == 1
+    read = [blocks[i] for i in range(len(blocks))]
+    flat = np.concatenate([b.ids[b.segments > 0] for b in read])
+    assert np.array_equal(flat, np.concatenate(stream))  # every token of the mix once, in mix order
+    assert blocks.real_tokens(len(blocks)) == len(flat)
+    again = PackedBlocks(corpus, 128, pad_id=0, cache_dir=tmp_path)  # from the cache
+    assert np.array_equal(np.asarray(again.index), np.asarray(blocks.index))
+    k = len(blocks) // 2
+    assert np.array_equal(again[k].ids, read[k].ids) and np.array_equal(again[k].segments, read[k].segments)
 
 
 def test_pretrain_resumes_exactly_and_the_loss_falls(sample_run, tmp_path):
@@ -53,10 +84,11 @@ def test_pretrain_resumes_exactly_and_the_loss_falls(sample_run, tmp_path):
     # 12 steps: ~9.0 -> ~6.8 in trials with three seeds (6 steps were too few to be sure of a margin)
     assert summary["steps"] == 12 and summary["last_loss"] < summary["first_loss"] - 1.0
     assert 0.5 < summary["packing_efficiency"] <= 1.0
-    assert list((tmp_path / "a" / "tb").glob("events.out.tfevents.*"))
-    # a run killed after step 6: its last complete checkpoint is step_6; resume and finish
+    assert summary["throughput"]["tokens_per_s_per_device"] > 0 and summary["distributed"]["world_size"] == 1
+    assert list((tmp_path / "a").rglob("events.out.tfevents.*"))
+    # a run killed after step 6, while saving step 12: its last complete checkpoint is checkpoint-6
     shutil.copytree(tmp_path / "a", tmp_path / "b")
-    shutil.rmtree(tmp_path / "b" / "checkpoints" / "step_12")
+    (tmp_path / "b" / "checkpoint-12" / "trainer_state.json").unlink()
     shutil.rmtree(tmp_path / "b" / "final")
     resumed = run_pretrain(recipe.model_copy(update={"output_dir": tmp_path / "b"}), resume=True)
     assert resumed["losses"] == summary["losses"]
@@ -87,15 +119,16 @@ def test_pretrain_reads_a_multi_shard_mix_and_resumes_exactly(sample_run, tmp_pa
     mix = run_mix(corpus, sample_run.mix)
     assert [e["route"] for e in mix["shards"]] == ["code"] * 3 + ["en"] * 3 + ["zh"] * 3
     # the trainer's stream: every shard read, the same documents in the same order as the sample's own mix
-    multi, single = list(document_stream(corpus)), list(document_stream(sample_run.output_dir))
+    multi = list(TokenCorpus(corpus).mixed_documents())
+    single = list(TokenCorpus(sample_run.output_dir).mixed_documents())
     assert len(multi) == len(single) == mix["documents"]
     assert all(np.array_equal(a, b) for a, b in zip(multi, single))
     recipe = PretrainRecipe(name="m", corpus_dir=corpus, output_dir=tmp_path / "a", block_size=128, batch_size=4,
-                            max_steps=4, save_steps=2, learning_rate=1e-2, tensorboard=False)
+                            max_steps=4, save_steps=2, learning_rate=1e-2, report_to=[])
     summary = run_pretrain(recipe)
     assert summary["steps"] == 4 and all(np.isfinite(summary["losses"]))
-    shutil.copytree(tmp_path / "a", tmp_path / "b")  # killed after step 2: resume from step_2
-    shutil.rmtree(tmp_path / "b" / "checkpoints" / "step_4")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # killed after step 2: resume from checkpoint-2
+    shutil.rmtree(tmp_path / "b" / "checkpoint-4")
     shutil.rmtree(tmp_path / "b" / "final")
     resumed = run_pretrain(recipe.model_copy(update={"output_dir": tmp_path / "b"}), resume=True)
     assert resumed["losses"] == summary["losses"] and resumed["blocks"] == summary["blocks"]
