@@ -31,7 +31,6 @@ def preference_rows(feedback_dir: Path, split: str = "train") -> list[dict]:
 
 
 def build_dpo_trainer(recipe: DPORecipe):
-    import datasets
     from trl import DPOConfig, DPOTrainer
 
     rows = preference_rows(recipe.feedback_dir)
@@ -46,10 +45,26 @@ def build_dpo_trainer(recipe: DPORecipe):
     model, tokenizer = load_policy(recipe, "assistant", args)
     at_load = sharding_report(model)
     logger.info(f"dpo: {len(rows)} pairs from {recipe.feedback_dir}")
-    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=datasets.Dataset.from_list(rows),
+    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=shared_dataset(rows, recipe, args),
                          processing_class=tokenizer)
     trainer.sharding_at_load = at_load
     return trainer
+
+
+def shared_dataset(rows: list[dict], recipe: DPORecipe, args):
+    """The pairs as a dataset stored in ``output_dir/data/pairs``, where every rank finds it: TRL caches the
+    precomputed reference log-probs beside the dataset's files, and an in-memory dataset would put them in a temporary
+    folder of rank 0's own, which the other ranks cannot open."""
+    import datasets
+
+    from moss_data.io.storage import remove_tree
+
+    folder = recipe.output_dir / "data" / "pairs"
+    with args.main_process_first(local=False, desc="pairs dataset"):
+        if args.process_index == 0:
+            remove_tree(folder)  # a previous run's pairs and cached log-probs
+            datasets.Dataset.from_list(rows).save_to_disk(str(folder))
+        return datasets.load_from_disk(str(folder))
 
 
 def run_dpo(recipe: DPORecipe) -> Path:

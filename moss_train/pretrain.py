@@ -100,7 +100,7 @@ def build_pretrain_trainer(recipe: PretrainRecipe):
     args = TrainingArguments(**arguments)  # before the model: ZeRO-3 builds it sharded
     prepare_distributed(args)
     tokenizer = corpus_tokenizer(recipe.corpus_dir)
-    with args.main_process_first(desc="block index"):  # built once, then read from the cache by the other ranks
+    with args.main_process_first(local=False, desc="block index"):  # rank 0 builds it; the others read its cache
         blocks = PackedBlocks(recipe.corpus_dir, recipe.block_size, tokenizer.pad_token_id,
                               cache_dir=recipe.output_dir / "data")
     model = build_model(recipe, len(tokenizer))

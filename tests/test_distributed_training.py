@@ -11,6 +11,7 @@ update, later ones after identical AdamW steps."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -24,11 +25,11 @@ import torch
 from moss_data.formats import Conversation, Turn
 from moss_data.io.conversations import ShardStore
 from moss_train.config import TrainerRecipe, summary_path
+from moss_train.dpo import DPORecipe, run_dpo
 from moss_train.pretrain import PretrainRecipe, run_pretrain
 from moss_train.sft import SFTRecipe, run_sft
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = REPO / "data" / "models" / "smollm2-135m-instruct"
 LOSS_TOLERANCE = 2e-3  # relative; reductions run in another order across ranks (measured differences ~1e-5)
 DEEPSPEED = REPO / "recipes" / "train" / "deepspeed"
 
@@ -136,18 +137,18 @@ def data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def one_process(data, tmp_path_factory) -> dict:
+def one_process(data, smollm2, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("sft_one")
-    recipe = SFTRecipe(name="one", data=[data], output_dir=out, base_model=str(MODEL), max_steps=2, batch_size=2,
+    recipe = SFTRecipe(name="one", data=[data], output_dir=out, base_model=str(smollm2), max_steps=2, batch_size=2,
                        max_length=640, learning_rate=1e-4, report_to=[])
     run_sft(recipe)
     return json.loads(summary_path(out).read_text())
 
 
 @pytest.mark.parametrize("stage", [2, 3])
-def test_sft_on_two_ranks_under_zero_matches_one_process(stage, data, one_process, tmp_path):
+def test_sft_on_two_ranks_under_zero_matches_one_process(stage, data, smollm2, one_process, tmp_path):
     deepspeed_available()
-    recipe = SFTRecipe(name=f"zero{stage}", data=[data], output_dir=tmp_path / "out", base_model=str(MODEL),
+    recipe = SFTRecipe(name=f"zero{stage}", data=[data], output_dir=tmp_path / "out", base_model=str(smollm2),
                        max_steps=2, batch_size=1, max_length=640, learning_rate=1e-4, report_to=[],
                        deepspeed=DEEPSPEED / f"zero{stage}.json")
     summary = launch("sft", recipe, tmp_path)
@@ -162,3 +163,53 @@ def test_sft_on_two_ranks_under_zero_matches_one_process(stage, data, one_proces
         assert not at_load["partitioned"] and at_load["share_held"] == 1.0
     assert_losses_equal(one_process["losses"], summary["losses"])
     assert (recipe.output_dir / "final" / "config.json").exists()  # ZeRO-3 gathered the shards to save
+
+
+def preference_pairs(folder: Path) -> Path:
+    """Four single-turn preference pairs (real text: docstrings of the interpreter's modules as chosen replies, their
+    first sentence repeated as rejected ones), in the feedback stage's lossless pairs file."""
+    import textwrap
+
+    from moss_data.feedback.pairs import with_prompts_from
+    from moss_data.io.pairs import write_pairs
+
+    modules = (json, socket, shutil, subprocess)
+    pairs, tagged = [], {}
+    for i, module in enumerate(modules):
+        answer = textwrap.shorten(" ".join((module.__doc__ or "").split()), 160)
+        tagged[f"c{i}"] = Conversation(f"c{i}", "writing", [Turn(f"What is module {module.__name__} for?", answer)])
+        pairs.append({"context_id": f"c{i}:t1", "language": "en", "category": "writing", "split": "train",
+                      "prompt": [], "chosen": [{"role": "assistant", "content": answer}],
+                      "rejected": [{"role": "assistant", "content": " ".join([answer.split(".")[0] + "."] * 3)}],
+                      "score_chosen": 5, "score_rejected": 1, "provenance": "{}"})
+    write_pairs(folder, with_prompts_from(pairs, tagged))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Path:
+    return preference_pairs(tmp_path_factory.mktemp("dpo_data") / "feedback")
+
+
+@pytest.fixture(scope="module")
+def dpo_one_process(pairs, smollm2, tmp_path_factory) -> tuple[DPORecipe, dict]:
+    recipe = DPORecipe(name="one", feedback_dir=pairs, output_dir=tmp_path_factory.mktemp("dpo_one"),
+                       base_model=str(smollm2), max_steps=2, batch_size=2, max_length=640, learning_rate=2e-5,
+                       report_to=[])
+    run_dpo(recipe)
+    return recipe, json.loads(summary_path(recipe.output_dir).read_text())
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_dpo_on_two_ranks_under_zero_matches_one_process(stage, dpo_one_process, tmp_path):
+    deepspeed_available()
+    one_recipe, one = dpo_one_process
+    # the second step's loss moved off log 2 (policy = reference at step 1): equality below is not trivial
+    assert abs(one["losses"][1] - math.log(2)) > 10 * LOSS_TOLERANCE
+    recipe = one_recipe.model_copy(update={"name": f"dpo_zero{stage}", "output_dir": tmp_path / "out", "batch_size": 1,
+                                           "deepspeed": DEEPSPEED / f"zero{stage}.json"})
+    two = launch("dpo", recipe, tmp_path)
+    ran = two["distributed"]
+    assert ran["world_size"] == 2 and ran["deepspeed_zero_stage"] == stage, ran
+    assert ran["at_load"]["partitioned"] == (stage == 3), ran
+    assert_losses_equal(one["losses"], two["losses"])

@@ -12,8 +12,6 @@ from moss_data.io.pairs import write_pairs
 from moss_data.formats import Capabilities, Command, Conversation, Turn
 from moss_train.dpo import DPORecipe, build_dpo_trainer, preference_rows, run_dpo
 
-REPO = Path(__file__).resolve().parent.parent
-MODEL = REPO / "data" / "models" / "smollm2-135m-instruct"
 
 
 def feedback_dir(tmp_path: Path) -> Path:
@@ -51,9 +49,9 @@ def test_pairs_get_the_full_moss_context(tmp_path):
     assert tool["prompt"][-2]["tool_calls"][0]["function"]["arguments"] == {"expression": "2+3"}
 
 
-def test_dpo_tokenizes_the_moss_prompt_and_runs_a_step(tmp_path):
+def test_dpo_tokenizes_the_moss_prompt_and_runs_a_step(smollm2, tmp_path):
     fb = feedback_dir(tmp_path)
-    recipe = DPORecipe(name="t", feedback_dir=fb, output_dir=tmp_path / "dpo", base_model=str(MODEL), max_steps=1,
+    recipe = DPORecipe(name="t", feedback_dir=fb, output_dir=tmp_path / "dpo", base_model=str(smollm2), max_steps=1,
                        batch_size=2, max_length=768, report_to=[])
     trainer = build_dpo_trainer(recipe)
     tok = trainer.processing_class
