@@ -78,6 +78,11 @@ dpo recipe="recipes/train/dpo_tiny_cpu.yaml":
 train-gpu task recipe sharding="zero2" *args:
     torchrun --nproc_per_node gpu -m moss_train.cli {{task}} {{recipe}} {{ if sharding == "fsdp" { "--set fsdp=true" } else { "--set deepspeed=recipes/train/deepspeed/" + sharding + ".json" } }} {{args}}
 
+# on a GPU machine: run the GPU paths once (flash-attention packing, pretraining under ZeRO-2/3 and FSDP2 in bf16,
+# SFT under ZeRO-3, vLLM with an 8B-class model) and write their figures to data/gpu_check/results.md
+gpu-check *args:
+    python -m moss_demo.gpu_check {{args}}
+
 # dialogue pipeline overhead vs the raw backend, and a GPU-hour projection for 1.1M conversations
 bench-dialogue:
     python -m moss_data.bench.dialogue --out data/bench

@@ -11,8 +11,9 @@ exactly the blocks one process would at N times the batch, and a resume at step 
 reading them.
 
 Documents never attend to each other: no attention mask, position ids restarting at every document; transformers
-derives the documents from them (flash-attention varlen kernels on a GPU with ``flash-attn`` installed, a
-block-diagonal mask with SDPA otherwise).
+derives the documents from them: flash-attention's varlen kernels on a GPU with ``flash-attn`` installed (memory
+linear in the block length), a block-sparse mask with ``flex_attention``, a block-diagonal mask with SDPA otherwise
+(the CPU path, checked in the tests against each document computed alone).
 
 The model is a Llama of a preset shape (:mod:`moss_train.models`: ``tiny`` .. ``moss-16b``) with the corpus's own
 tokenizer, or a model folder to continue from (``init_from``). Loss, learning rate, tokens/s per device and MFU go
@@ -48,8 +49,9 @@ class PretrainRecipe(TrainerRecipe):
     warmup_steps: int = Field(2, ge=0)
     weight_decay: float = 0.1
     save_steps: int = Field(10, ge=0, description="checkpoint every N steps (0: only the final model)")
-    attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
-        "auto", description="auto: flash-attention 2 on a GPU where flash-attn is installed, SDPA otherwise")
+    attention: Literal["auto", "sdpa", "flash_attention_2", "flex_attention", "eager"] = Field(
+        "auto", description="auto: flash-attention 2 on a GPU where flash-attn is installed, SDPA otherwise; "
+                            "flex_attention: PyTorch's block-sparse kernels (GPU, no extra package)")
 
 
 def attention_implementation(recipe: PretrainRecipe) -> str:

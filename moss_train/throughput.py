@@ -1,4 +1,5 @@
-"""Tokens per second per device and model FLOPs utilisation (MFU), logged with every training log line.
+"""Tokens per second per device and model FLOPs utilisation (MFU), logged with every training log line; peak GPU
+memory in the summary.
 
 MFU (PaLM, appendix B): the model FLOPs a step needs over what the devices could do at their peak. Training costs
 6 FLOPs per parameter per token (forward 2, backward 4) for every matmul weight (the input embedding is a lookup, not
@@ -81,9 +82,14 @@ class ThroughputCallback(TrainerCallback):
             logger.info(f"step {state.global_step}: " + ", ".join(f"{k} {v}" for k, v in window.items()))
 
     def summary(self) -> dict:
-        """Means over the logged windows after the first (which holds start-up: compilation, allocator warm-up)."""
+        """Means over the logged windows after the first (which holds start-up: compilation, allocator warm-up), and
+        this rank's peak GPU memory."""
+        import torch
+
         steady = self.windows[1:] or self.windows
         out: dict = {"flops_per_token": self.flops_per_token}
+        if torch.cuda.is_available():
+            out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 2)
         for key in ("tokens_per_s_per_device", "mfu"):
             values = [w[key] for w in steady if key in w]
             if values:
