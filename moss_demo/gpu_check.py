@@ -55,14 +55,16 @@ def random_corpus(out: Path, documents: int, seed: int = 0) -> Path:
     from moss_data.tokens.config import MixConfig, TokenizeConfig
     from moss_data.tokens.stage import run_mix, run_tokenize
 
-    if (out / "corpus" / "mix").exists():
+    from moss_data.io.tokens import TokenCorpus
+
+    if TokenCorpus(out / "corpus").mix_manifest_path.exists():
         return out / "corpus"
     rng = np.random.default_rng(seed)
     vocab = {"<|endoftext|>": 0, "<unk>": 1} | {f"w{i}": i for i in range(2, VOCAB)}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.add_special_tokens(["<|endoftext|>"])
-    tokenizer_file = out / "tokenizer.json"
+    tokenizer_file = out / "word_level_tokenizer.json"
     tokenizer_file.parent.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(tokenizer_file))
     for route in ("en", "zh", "code"):

@@ -52,14 +52,14 @@ def build_dpo_trainer(recipe: DPORecipe):
 
 
 def shared_dataset(rows: list[dict], recipe: DPORecipe, args):
-    """The pairs as a dataset stored in ``output_dir/data/pairs``, where every rank finds it: TRL caches the
+    """The pairs as a dataset stored in ``output_dir/data/preference_dataset``, where every rank finds it: TRL caches the
     precomputed reference log-probs beside the dataset's files, and an in-memory dataset would put them in a temporary
     folder of rank 0's own, which the other ranks cannot open."""
     import datasets
 
     from moss_data.io.storage import remove_tree
 
-    folder = recipe.output_dir / "data" / "pairs"
+    folder = recipe.output_dir / "data" / "preference_dataset"
     with args.main_process_first(local=False, desc="pairs dataset"):
         if args.process_index == 0:
             remove_tree(folder)  # a previous run's pairs and cached log-probs

@@ -48,3 +48,22 @@ def test_shipped_deepspeed_configs():
     for stage in (1, 2, 3):
         cfg = json.loads((REPO / f"recipes/train/deepspeed/zero{stage}.json").read_text())
         assert cfg["zero_optimization"]["stage"] == stage and cfg["train_micro_batch_size_per_gpu"] == "auto"
+
+
+def test_fsdp_on_cpu_is_refused_not_quietly_ddp(tmp_path):
+    """accelerate enables FSDP only on GPU setups: on CPU ranks the Trainer would train plain DDP and say nothing."""
+    import torch
+
+    from moss_train.config import trainer_arguments
+    from moss_train.pretrain import PretrainRecipe
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU machine: FSDP2 is enabled there (just gpu-check runs it)")
+    recipe = PretrainRecipe(name="f", corpus_dir=tmp_path, output_dir=tmp_path, fsdp=True)
+    with pytest.raises(ValueError, match="quietly train plain DDP"):
+        trainer_arguments(recipe)
+    with pytest.raises(ValueError, match="choose one"):
+        PretrainRecipe(name="f", corpus_dir=tmp_path, output_dir=tmp_path, fsdp=True,
+                       deepspeed=REPO / "recipes/train/deepspeed/zero3.json")
+    arguments = trainer_arguments(recipe.model_copy(update={"fsdp": False}))
+    assert arguments["use_cpu"] and not arguments["bf16"] and "fsdp" not in arguments
