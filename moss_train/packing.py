@@ -21,6 +21,7 @@ block-diagonal causal mask on the CPU (``test_pretrain`` checks it against each 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,23 +40,37 @@ class Block:
     segments: np.ndarray  # 0 = padding, 1..k = the k-th document piece in the block
 
 
-def block_layout(lengths: np.ndarray, block_size: int) -> np.ndarray:
+def block_layout(lengths: np.ndarray | Iterable[np.ndarray], block_size: int) -> np.ndarray:
     """Rows (first mix row, offset into its document, real tokens) of the blocks the packing rule makes from
-    documents of these lengths, in order."""
-    rows: list[tuple[int, int, int]] = []
-    start_row, start_offset, filled = 0, 0, 0
-    for row, length in enumerate(lengths.tolist()):
-        for offset in range(0, length, block_size):  # a document longer than a block: block-sized pieces
-            piece = min(block_size, length - offset)
-            if filled + piece > block_size:
-                rows.append((start_row, start_offset, filled))
-                start_row, start_offset, filled = row, offset, 0
-            if filled == 0:
-                start_row, start_offset = row, offset
-            filled += piece
-    if filled:
-        rows.append((start_row, start_offset, filled))
-    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+    documents of these lengths, in order. ``lengths`` may come in chunks (a corpus's mix does not fit memory as one
+    array at MOSS's scale); within a chunk the pieces are computed with numpy, and one tight loop over the pieces'
+    sizes places the block boundaries (greedy packing is sequential)."""
+    chunks = [lengths] if isinstance(lengths, np.ndarray) else lengths
+    out: list[np.ndarray] = []
+    filled, base = 0, 0  # tokens in the open block; mix row of the chunk's first document
+    for chunk in chunks:
+        chunk = np.asarray(chunk, dtype=np.int64)
+        pieces = -(-chunk // block_size)  # a document longer than a block: block-sized pieces (none if empty)
+        rows = np.repeat(np.arange(len(chunk), dtype=np.int64), pieces)
+        piece_index = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        offsets = piece_index * block_size
+        sizes = np.minimum(block_size, chunk[rows] - offsets)
+        starts = np.zeros(len(sizes), dtype=bool)
+        for i, size in enumerate(sizes.tolist()):
+            if filled == 0 or filled + size > block_size:
+                starts[i], filled = True, size
+            else:
+                filled += size
+        first = np.flatnonzero(starts)
+        if len(first) and out and first[0] != 0:  # the chunk's first pieces fill the block still open
+            out[-1][-1, 2] += int(sizes[: first[0]].sum())
+        elif not len(first) and len(sizes):
+            out[-1][-1, 2] += int(sizes.sum())
+        if len(first):
+            real = np.add.reduceat(sizes, first)
+            out.append(np.stack([rows[first] + base, offsets[first], real], axis=1))
+        base += len(chunk)
+    return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.int64)
 
 
 class PackedBlocks:
@@ -77,9 +92,14 @@ class PackedBlocks:
                 np.save(buffer, self.index)
                 atomic_write(cached, buffer.getvalue())
 
-    def _lengths(self) -> np.ndarray:
+    def _lengths(self, chunk_rows: int = 1 << 24) -> Iterator[np.ndarray]:
+        """Document lengths in mix order, a chunk of mix rows at a time."""
         per_shard = [s.lengths() for s in self.shards]
-        return np.array([per_shard[int(pos)][int(doc)] for pos, doc in self.mix], dtype=np.int64)
+        first = np.concatenate([[0], np.cumsum([len(x) for x in per_shard])]).astype(np.int64)
+        every = np.concatenate(per_shard) if per_shard else np.zeros(0, dtype=np.int64)
+        for start in range(0, len(self.mix), chunk_rows):
+            rows = np.asarray(self.mix[start : start + chunk_rows])
+            yield every[first[rows[:, 0]] + rows[:, 1]]
 
     def __len__(self) -> int:
         return len(self.index)

@@ -39,6 +39,32 @@ def test_packing_keeps_documents_whole_and_in_order():
     assert sum((b.segments > 0).sum() for b in blocks) / (256 * len(blocks)) == pytest.approx(562 / 1024)
 
 
+def reference_layout(lengths: list[int], block_size: int) -> list[tuple[int, int, int]]:
+    """The packing rule written out one piece at a time."""
+    rows, start, filled = [], None, 0
+    for row, length in enumerate(lengths):
+        for offset in range(0, length, block_size):
+            piece = min(block_size, length - offset)
+            if filled and filled + piece > block_size:
+                rows.append((*start, filled))
+                filled = 0
+            if filled == 0:
+                start = (row, offset)
+            filled += piece
+    return rows + ([(*start, filled)] if filled else [])
+
+
+def test_the_block_layout_in_chunks_equals_the_rule_piece_by_piece():
+    rng = np.random.default_rng(0)
+    lengths = np.concatenate([rng.integers(1, 40, 3000), rng.integers(100, 700, 300), [0, 0, 256, 1, 512]])
+    rng.shuffle(lengths)
+    expected = reference_layout(lengths.tolist(), 256)
+    assert block_layout(lengths, 256).tolist() == [list(r) for r in expected]
+    for chunk in (1, 7, 1000):  # chunks of the mix: blocks stay open across chunk boundaries
+        chunks = (lengths[i : i + chunk] for i in range(0, len(lengths), chunk))
+        assert block_layout(chunks, 256).tolist() == [list(r) for r in expected]
+
+
 def test_a_packed_block_computes_each_document_as_if_alone(tmp_path):
     """The path the trainer takes (its model config, the collated batch with no attention mask) gives each document
     the logits it has alone: no attention across documents, positions restarting."""
