@@ -33,9 +33,9 @@ check-recipe recipe:
 test *args:
     python -m pytest -q {{args}}
 
-# the inner loop: all but the Slurm/Ray runs, kill/resume runs, 2-rank training and the model-heavy tests
+# the inner loop: all but the Slurm/Ray runs, kill/resume runs, 2-rank training, the vLLM server and the model-heavy tests
 test-fast *args:
-    python -m pytest -q -x --ignore=tests/test_chain.py --ignore=tests/test_engines.py --ignore=tests/test_reliability.py --ignore=tests/test_distributed_training.py --ignore=tests/test_dialogue.py --ignore=tests/test_feedback.py --ignore=tests/test_tool_traces.py --ignore=tests/test_sft.py --ignore=tests/test_dpo.py --ignore=tests/test_evaluate.py --ignore=tests/test_chat_loop.py --ignore=tests/test_backends.py {{args}}
+    python -m pytest -q -x --ignore=tests/test_chain.py --ignore=tests/test_engines.py --ignore=tests/test_reliability.py --ignore=tests/test_distributed_training.py --ignore=tests/test_dialogue.py --ignore=tests/test_feedback.py --ignore=tests/test_tool_traces.py --ignore=tests/test_sft.py --ignore=tests/test_dpo.py --ignore=tests/test_evaluate.py --ignore=tests/test_chat_loop.py --ignore=tests/test_backends.py --ignore=tests/test_vllm_server.py {{args}}
 
 # every test, the slow ones included
 test-all *args:

