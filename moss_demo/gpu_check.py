@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from moss_data.io.tokens import EOD
+
 REPO = Path(__file__).resolve().parent.parent
 DEEPSPEED = REPO / "recipes" / "train" / "deepspeed"
 VOCAB = 32_000
@@ -61,10 +63,10 @@ def random_corpus(out: Path, documents: int, seed: int = 0) -> Path:
     if TokenCorpus(out / "corpus").mix_manifest_path.exists():
         return out / "corpus"
     rng = np.random.default_rng(seed)
-    vocab = {"<|endoftext|>": 0, "<unk>": 1} | {f"w{i}": i for i in range(2, VOCAB)}
+    vocab = {EOD: 0, "<unk>": 1} | {f"w{i}": i for i in range(2, VOCAB)}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer.add_special_tokens(["<|endoftext|>"])
+    tokenizer.add_special_tokens([EOD])
     tokenizer_file = out / "word_level_tokenizer.json"
     tokenizer_file.parent.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(tokenizer_file))
@@ -172,9 +174,9 @@ def sft_base_model(out: Path) -> Path:
     folder = out / "smollm2-shaped-random"
     texts = [m.__doc__ or "" for m in list(sys.modules.values())[:400] if getattr(m, "__doc__", None)]
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=8000, special_tokens=["<|endoftext|>"])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>",
-                                        pad_token="<|endoftext|>")
+    bpe.train_from_iterator(texts, vocab_size=8000, special_tokens=[EOD])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=EOD,
+                                        pad_token=EOD)
     shape = ModelShape(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
                        intermediate_size=1536, tie_word_embeddings=True)  # SmolLM2-135M's
     model = AutoModelForCausalLM.from_config(shape.llama_config(len(tokenizer), 2048))

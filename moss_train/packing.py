@@ -62,10 +62,9 @@ def block_layout(lengths: np.ndarray | Iterable[np.ndarray], block_size: int) ->
             else:
                 filled += size
         first = np.flatnonzero(starts)
-        if len(first) and out and first[0] != 0:  # the chunk's first pieces fill the block still open
-            out[-1][-1, 2] += int(sizes[: first[0]].sum())
-        elif not len(first) and len(sizes):
-            out[-1][-1, 2] += int(sizes.sum())
+        carried = first[0] if len(first) else len(sizes)  # the chunk's first pieces fill the block still open
+        if carried:
+            out[-1][-1, 2] += int(sizes[:carried].sum())
         if len(first):
             real = np.add.reduceat(sizes, first)
             out.append(np.stack([rows[first] + base, offsets[first], real], axis=1))

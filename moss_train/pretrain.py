@@ -28,14 +28,12 @@ from typing import Literal
 from loguru import logger
 from pydantic import Field
 
-from moss_data.io.tokens import TokenCorpus
+from moss_data.io.tokens import EOD, TokenCorpus
 from moss_train.config import (TrainerRecipe, distributed_summary, finish_distributed, last_complete_checkpoint,
                                prepare_distributed, save_final, sharding_report, trainer_arguments)
 from moss_train.models import ModelShape, initialize_by_name, resolve_shape
 from moss_train.packing import PackedBlocks, collate
 from moss_train.throughput import ThroughputCallback, count_parameters
-
-END_OF_DOCUMENT = "<|endoftext|>"
 
 
 class PretrainRecipe(TrainerRecipe):
@@ -69,7 +67,7 @@ def corpus_tokenizer(corpus_dir: Path):
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(tokenizer_file=str(TokenCorpus(corpus_dir).tokenizer_path),
-                                   eos_token=END_OF_DOCUMENT, pad_token=END_OF_DOCUMENT)
+                                   eos_token=EOD, pad_token=EOD)
 
 
 def build_model(recipe: PretrainRecipe, vocab_size: int):

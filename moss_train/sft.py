@@ -15,8 +15,8 @@ from loguru import logger
 from pydantic import Field
 
 from moss_train.chat_template import LossMask
-from moss_train.config import (PolicyRecipe, distributed_summary, finish_distributed, load_policy, save_final,
-                               sharding_report, trainer_arguments)
+from moss_train.config import (PolicyRecipe, distributed_summary, finish_distributed, last_complete_checkpoint,
+                               load_policy, save_final, sharding_report, trainer_arguments)
 
 
 class SFTRecipe(PolicyRecipe):
@@ -46,7 +46,11 @@ def build_sft_trainer(recipe: SFTRecipe):
 def run_sft(recipe: SFTRecipe, resume: bool = False) -> Path:
     """Train, save the model and tokenizer to ``output_dir/final`` and a ``train_summary.json`` beside it."""
     trainer = build_sft_trainer(recipe)
-    result = trainer.train(resume_from_checkpoint=resume or None)
+    checkpoint = last_complete_checkpoint(recipe.output_dir) if resume else None
+    if resume and checkpoint is None:
+        raise FileNotFoundError(f"--resume: no complete checkpoint (checkpoint-N with trainer_state.json) in "
+                                f"{recipe.output_dir}")
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     final = save_final(trainer, recipe, {
         "steps": trainer.state.global_step, "train_loss": result.training_loss,
         "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h], "loss_mask": recipe.loss_mask,

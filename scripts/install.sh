@@ -3,6 +3,7 @@
 # Usage: bash scripts/install.sh [extra ...]   (default extras: cpu,dev,ray; use "gpu,dev,ray" on a GPU machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/venv_lib.sh
 extras="${1:-cpu,dev,ray}"
 # A one-node Slurm for the engine tests (tests/test_engines.py): root + apt-get only; a failure only warns.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -14,14 +15,12 @@ case ",$extras," in
     *,cpu,*) bash scripts/vllm_cpu.sh ;;
 esac
 venv=.venv
-stamp="$venv/.install-stamp"
-want="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1) $extras"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+want="$(cat pyproject.toml scripts/install.sh scripts/venv_lib.sh | sha256sum | cut -d' ' -f1) $extras"
+if venv_current "$venv" "$want"; then
     echo "install: $venv is up to date"; exit 0
 fi
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-# pip's output without the noise of this machine's extra (empty) local indexes; a pip failure still fails the script.
-pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
+pip() { venv_pip "$venv" "$@"; }
 pip install -q -e ".[$extras]"
 # DeepSpeed ships as a source archive whose setup imports torch: built against the torch just installed (CPU or
 # GPU build), without build isolation; its ops compile on first use (the 2-rank CPU training tests use them).
@@ -36,5 +35,5 @@ import moss_data, datatrove, trafilatura, fasttext
 from moss_data.text.langid import lid176_model_path
 from moss_data.llm.models import smollm2_gguf
 lid176_model_path(); smollm2_gguf()"
-echo "$want" > "$stamp"
+venv_done "$venv" "$want"
 echo "install: done ($venv, extras: $extras)"

@@ -35,6 +35,7 @@ from moss_data.io.atomic import atomic_write, atomic_write_json
 from moss_data.io.storage import as_path, load_npy, local_path, unlink
 
 # every file of a shard, its meta first (removed first, so a half-removed shard reads as incomplete)
+EOD = "<|endoftext|>"  # ends every document of a token shard: the trainer packs and splits on it
 SHARD_SUFFIXES = (".json", ".json.tmp", ".bin", ".bin.tmp", ".idx.npy", ".idx.npy.tmp", ".uids", ".uids.tmp")
 _SHARD_NAME = re.compile(r"^part_(\d{5,})$")
 

@@ -14,8 +14,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 
 from moss_data.io.atomic import atomic_write
 from moss_data.io.storage import as_path
+from moss_data.io.tokens import EOD
 
-EOD = "<|endoftext|>"
 SPECIAL_TOKENS = [EOD, "<eoh>", "<eot>", "<eoc>", "<eor>", "<eom>"]
 
 
