@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 from engines import start_vllm_server
 
@@ -77,8 +78,12 @@ def test_the_dialogue_stage_generates_on_the_vllm_server(vllm_server, tmp_path):
         "tool_traces": {"enabled": False}})
     summary = run_dialogues(recipe)
     kept = list(read_conversations(recipe.output_dir))
-    assert summary["planned"] >= 2 and summary["shards"] + summary["quarantine"] >= summary["planned"], summary
-    assert kept, summary  # SmolLM2 on vLLM passes the checks for some of them
-    for conversation, _, provenance in kept:
+    quarantined = pq.read_table(recipe.output_dir / "quarantine").to_pylist() if summary["quarantine"] else []
+    assert summary["planned"] >= 2 and summary["shards"] + summary["quarantine"] == summary["planned"], summary
+    # Whether SmolLM2's replies pass the checks varies run to run (vLLM on CPU is not batch-invariant); what must
+    # hold: every conversation was generated on the server (its tokens counted) and none failed for transport.
+    provenances = [prov for _, _, prov in kept] + [json.loads(row["provenance"]) for row in quarantined]
+    assert all(p["model"] == "http:smollm2" and p["completion_tokens"] > 0 for p in provenances), provenances
+    assert not [row for row in quarantined if row["reason"] == "backend_error"], quarantined
+    for conversation, _, _ in kept:
         assert conversation.turns and all(t.moss for t in conversation.turns)
-        assert "http:smollm2" in json.dumps(provenance)
