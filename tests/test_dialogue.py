@@ -114,14 +114,23 @@ conversations_per_category: 3
 max_turns: 1
 self_instruct: {{enabled: false}}
 tool_traces: {{enabled: false}}
-backend: {{kind: transformers, batch_size: 2, model: {model}}}
+generation: {{assistant: {{kind: transformers, batch_size: 2, model: {model}}}, max_concurrent: 4, records_per_chunk: 2}}
 assistant_sampling: {{max_new_tokens: 24, temperature: 0.7}}
-batch_size: 2
 rows_per_shard: 1
 """
 
 
+def _results_written(out: Path) -> list[str]:
+    """Ids of the rollouts the generation runner has finished so far (final chunks and the chunk in progress)."""
+    work = out / "generation" / "conversations"
+    return [orjson.loads(line)["id"] for folder in ("output", "checkpoints/00000") if (work / folder).exists()
+            for path in (work / folder).glob("*.jsonl") for line in path.read_bytes().splitlines() if line.strip()]
+
+
 def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
+    """kill -9 in the middle of generation (finished chunks of 2 results, a chunk in progress, rollouts in flight),
+    then the same command again: every planned conversation is in the shards or quarantine exactly once, and the
+    resumed run did not generate again what the killed one had finished."""
     from moss_data.llm.models import local_smollm2
 
     model = local_smollm2(REPO / "data" / "models" / "smollm2-135m-instruct")
@@ -129,18 +138,23 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
     recipe.write_text(RESUME_RECIPE.format(out=tmp_path / "out", prompts=REPO / "prompts", model=model))
     cli = [sys.executable, "-m", "moss_data.cli", "dialogues", str(recipe)]
     proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    shards = tmp_path / "out" / "shards"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and len(list(shards.glob("*.parquet"))) + len(
-            list((tmp_path / "out" / "quarantine").glob("*.parquet"))) < 3:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(set(_results_written(tmp_path / "out"))) < 5:
         if proc.poll() is not None:
             pytest.fail("the generation finished before it could be killed: make it longer")
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    written_before = len(ShardStore(tmp_path / "out").done_ids())
-    assert 3 <= written_before < 18
+    finished_before = set(_results_written(tmp_path / "out"))
+    assert 5 <= len(finished_before) < 18
     subprocess.run(cli, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    written = _results_written(tmp_path / "out")
+    assert len(written) == len(set(written)) == 18  # the runner's outputs: each conversation once
+    stats = orjson.loads((tmp_path / "out" / "generation" / "conversations" / "logs" /
+                          "stats" / "00000.json").read_bytes())
+    runner_stats = next(step["stats"] for step in stats if "Inference" in step["name"])
+    assert runner_stats["documents_processed"]["total"] <= 18 - len(finished_before) + 2  # resumed, not redone
 
     store = ShardStore(tmp_path / "out")
     ids = [cid for kind in ("shards", "quarantine") for s in store.manifest[kind]
@@ -150,14 +164,15 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
 
     import datasets
 
-    ds = datasets.load_dataset("parquet", data_files=str(shards / "*.parquet"), split="train")
+    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "shards" / "*.parquet"), split="train")
     assert len(ds) == store.counts()["shards"] and len(ds) > 0
     first = ds[0]
     assert first["messages"][0]["role"] == "system" and first["messages"][1]["role"] == "user"
     conv = Conversation.from_record(orjson.loads(first["moss_record"]))
     assert conv.conversation_id == first["conversation_id"] and len(conv.turns) == first["num_turns"]
     prov = orjson.loads(first["provenance"])
-    assert prov["model"].startswith("transformers:") and "template_hash" in prov
+    assert prov["models"]["assistant"].startswith("transformers:") and "template_hash" in prov
+    assert prov["completion_tokens"] > 0
 
 
 def test_reply_in_the_other_language_is_quarantined():
@@ -188,37 +203,37 @@ def test_loops_and_echoes_are_quarantined():
     assert check_output(role_swap, "reply") == ""  # the assistant may say it
 
 
-class ScriptedBackend:
+class ScriptedLLM:
     """Test double, and why: the retry logic must see exact bad and good outputs in a known order, which a sampled
-    model cannot promise. It answers from a script per call and records the seeds it was asked for."""
+    model cannot promise. It answers each request from a script and records the seeds it was asked for."""
 
-    name = "scripted"
-
-    def __init__(self, script: list[list[Generation]]):
+    def __init__(self, script: list[Generation]):
         self.script, self.seeds = list(script), []
 
-    def chat(self, conversations, params):
+    async def chat(self, messages, params, role="assistant"):
         self.seeds.append(params.seed)
-        answers = self.script.pop(0)
-        assert len(answers) == len(conversations)
-        return answers
+        return self.script.pop(0)
 
 
 def test_failed_outputs_are_generated_again_then_quarantined():
-    from moss_data.llm import SamplingParams
-    from moss_data.dialogue.conversation import Job, checked_chat
+    import asyncio
+    from collections import Counter
 
-    jobs = [Job(f"c{i}", "writing", "en", "Write a haiku about rain.", 1) for i in range(3)]
-    good = Generation("Rain taps the window; the kettle hums; the street shines.", "stop", 5, 12)
-    backend = ScriptedBackend([
-        [good, Generation("cut off mid", "length", 5, 64), Generation("", "stop", 5, 1)],
-        [Generation("Soft rain on the roof, a cat asleep by the door, tea going cold.", "stop", 5, 14),
-         Generation("", "stop", 5, 1)],
-    ])
-    out = checked_chat(backend, jobs, [[{"role": "user", "content": j.prompt}] for j in jobs],
-                       SamplingParams(seed=3), "reply", None, attempts=2)
-    assert out[0] == good.text and out[1].startswith("Soft rain") and out[2] is None
-    assert backend.seeds[0] == 3 and backend.seeds[1] != 3  # the retry samples with another seed
-    assert jobs[1].rejections == {"truncated_reply": 1} and not jobs[1].failure
-    assert jobs[2].rejections == {"empty_reply": 2} and jobs[2].failure == "empty_reply"
-    assert jobs[1].completion_tokens == 64 + 14  # rejected outputs still cost tokens, and are counted
+    from moss_data.dialogue.conversation import Failed, checked
+    from moss_data.llm import SamplingParams
+
+    item = {"conversation_id": "c1", "language": "en"}
+    good = Generation("Soft rain on the roof, a cat asleep by the door, tea going cold.", "stop", 5, 14)
+    llm, usage = ScriptedLLM([Generation("cut off mid", "length", 5, 64), good]), Counter()
+    text = asyncio.run(checked(llm, [], SamplingParams(seed=3), "reply", "assistant", item, 0, 2, None, "", usage))
+    assert text == good.text and llm.seeds[0] != llm.seeds[1]  # the retry samples with another seed
+    assert usage["rejected:truncated_reply"] == 1 and usage["completion_tokens"] == 64 + 14  # rejected ones count
+
+    llm, usage = ScriptedLLM([Generation("", "stop", 5, 1)] * 2), Counter()
+    with pytest.raises(Failed) as failed:
+        asyncio.run(checked(llm, [], SamplingParams(seed=3), "reply", "assistant", item, 0, 2, None, "", usage))
+    assert failed.value.reason == "empty_reply" and usage["rejected:empty_reply"] == 2
+    other = ScriptedLLM([good])
+    asyncio.run(checked(other, [], SamplingParams(seed=3), "reply", "assistant", {**item, "conversation_id": "c2"},
+                        0, 2, None, "", Counter()))
+    assert other.seeds[0] != llm.seeds[0]  # two conversations never share a seed for the same turn

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from moss_data.cli import app
 from moss_data.chain.recipe import CorpusRecipe
-from moss_data.chain.executors import build_executor
+from moss_data.executors import build_executor
 from moss_data.corpus.pipeline import build_pipeline
 from moss_data.plan import Job
 from moss_data.recipe import RecipeError, load_recipe
@@ -151,9 +151,9 @@ def test_shipped_dialogue_recipes_validate_and_reject_typos(tmp_path):
     recipes = sorted((REPO / "recipes/dialogue").glob("*.yaml"))
     assert recipes
     for path in recipes:
-        assert load_recipe(path, DialogueRecipe).backend.kind in ("transformers", "http", "vllm")
-    bad = write(tmp_path, "name: d\noutput_dir: out\nbackend:\n  kind: http\n  base_ulr: http://x\n")
-    with pytest.raises(RecipeError, match="backend.base_ulr: unknown key"):
+        assert load_recipe(path, DialogueRecipe).generation.assistant.kind in ("transformers", "http", "vllm")
+    bad = write(tmp_path, "name: d\noutput_dir: out\ngeneration:\n  assistant:\n    kind: http\n    base_ulr: http://x\n")
+    with pytest.raises(RecipeError, match="generation.assistant.base_ulr: unknown key"):
         load_recipe(bad, DialogueRecipe)
 
 

@@ -7,10 +7,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from moss_data.llm import SamplingParams
-from moss_data.llm.transformers_backend import TransformersBackend
 from moss_data.io.conversations import ShardStore
-from moss_data.dialogue.tool_traces import (ToolPrompt, ToolTraceGenerator, check_command, check_trace, command_request,
+from moss_data.dialogue.tool_traces import (ToolPrompt, check_command, check_trace, command_request,
                                             load_examples, load_tool_prompts)
 from moss_data.formats import Capabilities, Command, Conversation, Turn, parse_commands
 from moss_data.tools.registry import ToolRegistry
@@ -90,19 +88,30 @@ def test_example_replies_are_checked_against_their_real_results(tmp_path):
 
 
 def test_generator_keeps_only_checked_traces(sample_run, tmp_path):
+    """Tool questions as rollouts on the generation runner (in-process SmolLM2), through the dialogue stage's step."""
+    import orjson
+
+    from moss_data.dialogue.stage import DialogueRecipe, run_tool_traces
     from moss_data.llm.models import local_smollm2
 
-    backend = TransformersBackend(local_smollm2(REPO / "data" / "models" / "smollm2-135m-instruct"))
     prompts = load_tool_prompts(REPO / "prompts" / "tool_seeds.jsonl")
     assert {t for p in prompts for t in p.tools} == {"Calculate", "Solve", "Search", "Text2Image"}
     assert {p.language for p in prompts} == {"en", "zh"} and any(len(p.tools) > 1 for p in prompts)
     # One question per tool and language, and one mixed turn, to keep the test short.
-    picked = list({(tuple(p.tools), p.language): p for p in prompts}.values())
+    chosen = list({(tuple(p.tools), p.language): p for p in prompts}.values())
+    seeds = tmp_path / "tool_seeds.jsonl"
+    seeds.write_bytes(b"".join(orjson.dumps({"tools": p.tools, "language": p.language, "prompt": p.question}) + b"\n"
+                               for p in chosen))
+    picked = load_tool_prompts(seeds)
+    recipe = DialogueRecipe(name="t", output_dir=tmp_path / "out", prompts_dir=REPO / "prompts", tool_traces={
+        "prompts_file": str(seeds), "search_corpus": sample_run.output_dir / "clean", "attempts": 2,
+        "sampling": {"max_new_tokens": 64, "temperature": 0.3, "repetition_penalty": 1.05}},
+        generation={"assistant": {"model": str(local_smollm2(REPO / "data" / "models" / "smollm2-135m-instruct"))},
+                    "max_concurrent": 16})
     store = ShardStore(tmp_path)
+    run_tool_traces(recipe, store, {"model": "smollm2"})
+    stats = orjson.loads((recipe.output_dir / "tool_trace_stats.json").read_bytes())
     index = SearchIndex.from_shards(sample_run.output_dir / "clean")
-    generator = ToolTraceGenerator(backend, REPO / "prompts", index,
-                                   SamplingParams(max_new_tokens=64, temperature=0.3, repetition_penalty=1.05), 2)
-    stats = generator.run(picked, store, {"model": backend.name})
     assert store.done_ids() == {p.trace_id for p in picked}  # every prompt: kept or quarantined, none lost
     assert sum(n for k, n in stats.items() if k.startswith("attempt_0:")) == len(picked)
     known = {"truncated_command", "empty_command", "command_copies_example", "command_misses_numbers",

@@ -207,7 +207,7 @@ def peak_rss_kib() -> int:
 
 def run_one_job(recipe_json: str, index: int, result: str) -> None:
     """In a child process: run job ``index`` of the chain with datatrove's local executor; write its peak memory."""
-    from moss_data.chain.executors import build_executor
+    from moss_data.executors import build_executor
 
     recipe = CorpusRecipe.model_validate_json(Path(recipe_json).read_text())
     planned = corpus_plan(recipe)[index]

@@ -6,7 +6,7 @@ It composes the stages' own sections: the clean stage's keys at the top level (:
 
 from __future__ import annotations
 
-from moss_data.chain.executors import ExecutorConfig
+from moss_data.executors import ExecutorConfig
 from moss_data.corpus.config import CleanConfig
 from moss_data.dedup.config import DedupConfig
 from moss_data.recipe import DataPath

@@ -23,7 +23,7 @@ import orjson
 from loguru import logger
 from upath import UPath
 
-from moss_data.chain.executors import build_executor
+from moss_data.executors import build_executor
 from moss_data.chain.layout import ChainLayout
 from moss_data.chain.recipe import CorpusRecipe
 from moss_data.chain.report_step import ChainReport

@@ -1,4 +1,4 @@
-"""Multi-turn conversations: the MOSS assistant and a user simulator alternate, batched across conversations.
+"""One multi-turn conversation as one rollout: the MOSS assistant and a user simulator alternate, each output checked.
 
 Turns per conversation are drawn per category (``1 + Poisson(mean - 1)``, capped at ``max_turns``); released MOSS
 data averages 5-6 turns for writing, role-play and code, ~3 for honest and harmless. Every model output is checked
@@ -7,140 +7,103 @@ sampling; the rejections are counted in the conversation's provenance), and if i
 conversation goes to quarantine with the reason (``empty_reply``, ``truncated_reply``, ``role_marker``,
 ``wrong_language_reply``, ``repetitive_reply``, ``echo_reply``, ``backend_error``, the same for the simulated user,
 and ``user_sounds_like_assistant``), never into the shards.
+
+The conversation advances on its own (it never waits for other conversations' turns): the runner keeps many of
+them in flight, so the server sees a steady stream. Seeds are derived from the conversation id, the turn and the
+try, so a resumed rollout sends the same requests (and gets them from the request cache).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import xxhash
-from tqdm import tqdm
 
-from moss_data.io.conversations import ShardStore
-from moss_data.llm import Backend, Generation, SamplingParams, check_output
+from moss_data.formats import Capabilities, meta_instruction
+from moss_data.llm import SamplingParams, check_output
+from moss_data.llm.rollouts import RolloutLLM
 from moss_data.text.langid import LanguageIdentifier
 from moss_data.text.scripts import LANGUAGE_NAMES
-from moss_data.formats import Capabilities, Conversation, Turn, meta_instruction
-
-
-
-@dataclass
-class Job:
-    conversation_id: str
-    category: str
-    language: str
-    prompt: str
-    target_turns: int
-    turns: list[Turn] = field(default_factory=list)
-    pending_human: str = ""
-    failure: str = ""
-    raw: str = ""
-    rejections: Counter = field(default_factory=Counter)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def active(self) -> bool:
-        return not self.failure and len(self.turns) < self.target_turns
-
-    def count(self, gen: Generation) -> None:
-        self.prompt_tokens += gen.prompt_tokens
-        self.completion_tokens += gen.completion_tokens
-
-    @property
-    def last_message(self) -> str:
-        """What the next output answers: the pending user message, or the assistant's last reply."""
-        return self.turns[-1].moss if self.turns and self.pending_human == self.turns[-1].human else self.pending_human
 
 
 def draw_turns(rng: np.random.Generator, mean: float, max_turns: int) -> int:
     return int(min(max_turns, 1 + rng.poisson(max(mean - 1, 0))))
 
 
-def checked_chat(backend: Backend, jobs: list[Job], requests: list[list[dict]], params: SamplingParams, who: str,
-                 router, attempts: int) -> list[str | None]:
-    """One output per job, each checked; failed ones are generated again with a new seed (up to ``attempts``
-    tries). A job whose last try fails gets its ``failure`` set and None here."""
-    out: list[str | None] = [None] * len(jobs)
-    todo = list(range(len(jobs)))
+def request_seed(base: int, *key) -> int:
+    """A seed per request: the recipe's seed moved by a hash of what the request is (conversation, turn, who, try)."""
+    return base + xxhash.xxh32_intdigest("/".join(map(str, key))) % 1_000_003
+
+
+class Failed(Exception):
+    def __init__(self, reason: str, raw: str):
+        self.reason, self.raw = reason, raw
+
+
+async def checked(llm: RolloutLLM, messages: list[dict], params: SamplingParams, who: str, role: str, item: dict,
+                  turn: int, attempts: int, router: LanguageIdentifier, answers: str, usage: Counter) -> str:
+    """A checked output; failed ones are generated again with another seed (up to ``attempts`` tries), then
+    :class:`Failed` with the last reason."""
     for attempt in range(attempts):
-        gens = backend.chat([requests[i] for i in todo], params.model_copy(update={"seed": params.seed + 7919 * attempt}))
-        retry = []
-        for i, gen in zip(todo, gens):
-            job = jobs[i]
-            job.count(gen)
-            reason = check_output(gen, who, job.language, router, job.last_message)
-            if not reason:
-                out[i] = gen.text.strip()
-                continue
-            job.rejections[reason] += 1
-            if attempt + 1 < attempts and reason != "backend_error":  # the backend already retried its errors
-                retry.append(i)
-            else:
-                job.failure, job.raw = reason, gen.text or gen.error
-        todo = retry
-        if not todo:
-            break
-    return out
+        seed = request_seed(params.seed, item["conversation_id"], turn, who, attempt)
+        gen = await llm.chat(messages, params.model_copy(update={"seed": seed}), role=role)
+        usage["prompt_tokens"] += gen.prompt_tokens
+        usage["completion_tokens"] += gen.completion_tokens
+        usage[f"{who}_completion_tokens"] += gen.completion_tokens
+        reason = check_output(gen, who, item["language"], router, answers)
+        if not reason:
+            return gen.text.strip()
+        usage[f"rejected:{reason}"] += 1
+        if reason == "backend_error" or attempt + 1 == attempts:  # the runner already retried transport errors
+            raise Failed(reason, gen.text or gen.error)
+    raise AssertionError("unreachable")
 
 
-def transcript(job: Job) -> str:
-    lines = []
-    for t in job.turns:
-        lines += [f"User: {t.human}", f"Assistant: {t.moss}"]
-    return "\n".join(lines)
+def transcript(turns: list[tuple[str, str]]) -> str:
+    return "\n".join(line for human, moss in turns for line in (f"User: {human}", f"Assistant: {moss}"))
 
 
-def run_conversations(
-    backend: Backend,
-    jobs: list[Job],
-    store: ShardStore,
-    assistant_params: SamplingParams,
-    user_params: SamplingParams,
-    user_template: str,
-    provenance: dict,
-    batch_size: int = 16,
-    attempts: int = 1,
-) -> None:
-    router = LanguageIdentifier()
-    system = {"role": "system", "content": meta_instruction(Capabilities())}
-    bar = tqdm(total=len(jobs), desc="conversations", unit="conv")
-    for start in range(0, len(jobs), batch_size):
-        batch = jobs[start : start + batch_size]
-        for job in batch:
-            job.pending_human = job.prompt
-        while any(j.active for j in batch):
-            active = [j for j in batch if j.active]
-            histories = []
-            for j in active:
-                messages = [system]
-                for t in j.turns:
-                    messages += [{"role": "user", "content": t.human}, {"role": "assistant", "content": t.moss}]
-                histories.append(messages + [{"role": "user", "content": j.pending_human}])
-            for j, reply in zip(active, checked_chat(backend, active, histories, assistant_params, "reply", router,
-                                                     attempts)):
-                if reply is not None:
-                    j.turns.append(Turn(j.pending_human, reply))
-            needs_user = [j for j in active if j.active]
-            if needs_user:
-                requests = [[{"role": "user", "content": user_template.format(
-                    transcript=transcript(j), language_name=LANGUAGE_NAMES[j.language])}] for j in needs_user]
-                for j, message in zip(needs_user, checked_chat(backend, needs_user, requests, user_params, "user",
-                                                               router, attempts)):
-                    if message is not None:
-                        j.pending_human = message.removeprefix("User:").strip()
-        for job in batch:
-            prov = provenance | {"target_turns": job.target_turns, "prompt_tokens": job.prompt_tokens,
-                                 "completion_tokens": job.completion_tokens, "rejected": dict(job.rejections)}
-            if job.failure:
-                store.quarantine_output(job.conversation_id, job.category, job.failure, job.raw, prov)
-            else:
-                store.add_conversation(Conversation(job.conversation_id, job.category, job.turns), job.language, prov)
-            bar.update()
-    store.flush()
-    bar.close()
+def conversation_context(prompts_dir: str, assistant_sampling: dict, user_sampling: dict, attempts: int) -> dict:
+    """What every conversation rollout of a task shares (built once per task)."""
+    return {"router": LanguageIdentifier(), "system": meta_instruction(Capabilities()),
+            "user_template": (Path(prompts_dir) / "user_simulator.txt").read_text(encoding="utf-8"),
+            "assistant_params": SamplingParams(**assistant_sampling), "user_params": SamplingParams(**user_sampling),
+            "attempts": attempts}
+
+
+async def conversation_rollout(item: dict, llm: RolloutLLM, *, router, system: str, user_template: str,
+                               assistant_params: SamplingParams, user_params: SamplingParams, attempts: int) -> dict:
+    """``item``: conversation_id, language, category, prompt, target_turns. Returns ``status`` kept (with
+    ``turns``: [human, moss] pairs) or quarantine (``reason``, ``raw``), and token counts and rejections."""
+    usage: Counter = Counter()
+    turns: list[tuple[str, str]] = []
+    human = item["prompt"]
+    try:
+        while True:
+            messages = [{"role": "system", "content": system}]
+            for h, m in turns:
+                messages += [{"role": "user", "content": h}, {"role": "assistant", "content": m}]
+            messages.append({"role": "user", "content": human})
+            reply = await checked(llm, messages, assistant_params, "reply", "assistant", item, len(turns), attempts,
+                                  router, human, usage)
+            turns.append((human, reply))
+            if len(turns) >= item["target_turns"]:
+                break
+            request = [{"role": "user", "content": user_template.format(
+                transcript=transcript(turns), language_name=LANGUAGE_NAMES[item["language"]])}]
+            message = await checked(llm, request, user_params, "user", "user", item, len(turns), attempts, router,
+                                    reply, usage)
+            human = message.removeprefix("User:").strip()
+    except Failed as failed:
+        return {"status": "quarantine", "reason": failed.reason, "raw": failed.raw, **_usage(usage)}
+    return {"status": "kept", "turns": turns, **_usage(usage)}
+
+
+def _usage(usage: Counter) -> dict:
+    rejected = {k.split(":", 1)[1]: v for k, v in usage.items() if k.startswith("rejected:")}
+    return {"usage": {k: v for k, v in usage.items() if not k.startswith("rejected:")}, "rejected": rejected}
 
 
 def template_hash(*texts: str) -> str:

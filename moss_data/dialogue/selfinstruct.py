@@ -17,11 +17,11 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from pydantic import Field
-from tqdm import tqdm
 
-from moss_data.llm import Backend, SamplingParams
+from moss_data.llm import Generation, SamplingParams
 from moss_data.llm.checks import ASSISTANT_VOICE
 from moss_data.text.minhash import LSHParams, MinHasher
 from moss_data.text.shingles import shingle_hashes, tokenize
@@ -147,8 +147,11 @@ class PromptFilter:
         return None
 
 
+Requester = Callable[[int, list[list[dict]], SamplingParams], list[Generation]]
+
+
 def expand(
-    backend: Backend,
+    request: Requester,
     seeds: dict[tuple[str, str], list[str]],
     quota: int,
     cfg: SelfInstructConfig,
@@ -156,7 +159,11 @@ def expand(
     seed: int = 0,
 ) -> tuple[dict[tuple[str, str], list[str]], Counter]:
     """New prompts per (language, category) until ``quota`` each (or ``max_rounds``). Returns them and the
-    rejection counts (``accepted`` included)."""
+    rejection counts (``accepted`` included).
+
+    A round asks for every prompt still missing at once (``request(round, requests, params)``: all in flight
+    together); the answers are then filtered in request order, because novelty depends on what was accepted
+    before. Examples are drawn from a seeded generator, so a resumed run asks the same requests again."""
     rng = random.Random(seed)
     router = LanguageIdentifier()
     counts: Counter = Counter()
@@ -167,9 +174,8 @@ def expand(
         for s in pool:
             index.add(s)  # generated prompts must be novel against the seeds too
         filters[key] = PromptFilter(cfg, key[0], index, router)
-    bar = tqdm(total=quota * len(seeds), desc="self-instruct", unit="prompt")
     for round_ in range(cfg.max_rounds):
-        todo = [key for key in seeds if len(accepted[key]) < quota]
+        todo = [key for key in seeds for _ in range(quota - len(accepted[key]))]
         if not todo:
             break
         requests = []
@@ -180,14 +186,15 @@ def expand(
                                    examples="\n".join(f"- {e}" for e in examples))
             requests.append([{"role": "user", "content": text}])
         params = cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + 1000 * round_})
-        for key, gen in zip(todo, backend.chat(requests, params)):
+        for key, gen in zip(todo, request(round_, requests, params)):
+            if len(accepted[key]) >= quota:
+                counts["over_quota"] += 1
+                continue
             prompt = clean_prompt(gen.text)
             reason = filters[key].check(prompt, gen.finish_reason)
             counts[reason or "accepted"] += 1
             if reason is None:
                 accepted[key].append(prompt)
-                bar.update()
-    bar.close()
     counts["lsh_comparisons"] = sum(f.index.comparisons for f in filters.values())
     return accepted, counts
 

@@ -1,13 +1,20 @@
-"""The dialogue recipe: seeds -> self-instruct prompts -> multi-turn conversations -> dialogue shards.
+"""The dialogue recipe: seeds -> self-instruct prompts -> multi-turn conversations and tool traces -> dialogue shards.
 
-Resumable at every step: accepted prompts are kept in ``prompts.jsonl`` (written once, atomically), conversations
-in the shard store (see :mod:`moss_data.io.conversations`), keyed by deterministic conversation ids, so a run killed
-at any point (kill -9 included) continues where it stopped without duplicates or losses.
+Every model call runs as rollouts on datatrove's inference runner (:mod:`moss_data.llm.rollouts`): one per
+self-instruct request, per planned conversation, per tool question; on the recipe's ``generation.executor``
+(local, Slurm, Ray) with each role's backend (``generation.assistant``, ``generation.user``).
+
+Resumable at every step: accepted prompts are kept in ``prompts.jsonl`` (written once, atomically); the runner's
+work folders (``generation/``) keep finished chunks, checkpoints and a request cache; results go to the shard store
+(see :mod:`moss_data.io.conversations`) keyed by deterministic ids, so a run killed at any point (kill -9
+included) continues where it stopped without duplicates or losses.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +22,12 @@ import orjson
 from loguru import logger
 from pydantic import Field
 
-from moss_data.llm import Backend, BackendConfig, SamplingParams, build_backend
-from moss_data.dialogue.conversation import Job, draw_turns, run_conversations, template_hash
+from moss_data.dialogue.conversation import conversation_context, conversation_rollout, draw_turns, template_hash
 from moss_data.dialogue.selfinstruct import SelfInstructConfig, expand, load_seeds
+from moss_data.formats import Conversation, Turn
 from moss_data.io.conversations import ShardStore
+from moss_data.llm import Generation, SamplingParams
+from moss_data.llm.rollouts import GenerationConfig, run_rollouts
 from moss_data.io.atomic import StageRun, atomic_write, atomic_write_text, config_hash
 from moss_data.recipe import StrictModel
 
@@ -46,12 +55,11 @@ class DialogueRecipe(StrictModel):
     conversations_per_category: int = Field(1, ge=1, description="per language and category")
     mean_turns: dict[str, float] = Field(default_factory=lambda: dict(MEAN_TURNS))
     max_turns: int = Field(8, ge=1)
-    backend: BackendConfig = BackendConfig()
+    generation: GenerationConfig = GenerationConfig()
     self_instruct: SelfInstructConfig = SelfInstructConfig()
     assistant_sampling: SamplingParams = SamplingParams(max_new_tokens=256, temperature=0.7)
     user_sampling: SamplingParams = SamplingParams(max_new_tokens=64, temperature=0.9)
     tool_traces: ToolTraceConfig = ToolTraceConfig()
-    batch_size: int = 16
     attempts: int = Field(2, ge=1, description="tries per model output (new seed each) before the conversation "
                                                "goes to quarantine")
     rows_per_shard: int = 500
@@ -69,7 +77,28 @@ def prompt_settings(recipe: DialogueRecipe) -> dict:
             "self_instruct": recipe.self_instruct.model_dump(mode="json"), "seed": recipe.seed}
 
 
-def prepare_prompts(recipe: DialogueRecipe, backend: Backend) -> list[dict]:
+def generation_dir(recipe: DialogueRecipe) -> Path:
+    return recipe.output_dir / "generation"
+
+
+async def _one_request(item: dict, llm, *, params: dict) -> dict:
+    gen = await llm.chat(item["messages"], SamplingParams(**params).model_copy(update={"seed": item["seed"]}))
+    return {"text": gen.text, "finish_reason": gen.finish_reason, "completion_tokens": gen.completion_tokens}
+
+
+def self_instruct_requester(recipe: DialogueRecipe):
+    """A round of self-instruct requests as rollouts (one each; request i gets the round's seed + i)."""
+    def request(round_: int, requests: list[list[dict]], params: SamplingParams) -> list[Generation]:
+        items = {f"r{round_:03d}-{i:06d}": {"messages": m, "seed": params.seed + i} for i, m in enumerate(requests)}
+        results = run_rollouts(f"self-instruct-{round_:03d}", items,
+                               functools.partial(_one_request, params=params.model_dump()), generation_dir(recipe),
+                               recipe.generation)
+        return [Generation(r.get("text", ""), r.get("finish_reason", "error"),
+                           completion_tokens=r.get("completion_tokens", 0)) for r in map(results.get, items)]
+    return request
+
+
+def prepare_prompts(recipe: DialogueRecipe) -> list[dict]:
     """The planned conversations' first prompts, made once per prompt settings (``prompts.jsonl``)."""
     path = recipe.output_dir / "prompts.jsonl"
     run = StageRun(recipe.output_dir / "prompts.manifest.json", settings=config_hash(prompt_settings(recipe)))
@@ -83,7 +112,7 @@ def prepare_prompts(recipe: DialogueRecipe, backend: Backend) -> list[dict]:
     n = recipe.conversations_per_category
     if recipe.self_instruct.enabled:
         template = (recipe.prompts_dir / "self_instruct.txt").read_text(encoding="utf-8")
-        generated, counts = expand(backend, seeds, n, recipe.self_instruct, template, recipe.seed)
+        generated, counts = expand(self_instruct_requester(recipe), seeds, n, recipe.self_instruct, template, recipe.seed)
         atomic_write_text(recipe.output_dir / "self_instruct_stats.json", json.dumps(dict(counts), indent=2))
         logger.info(f"self-instruct: {dict(counts)}")
     else:
@@ -103,47 +132,76 @@ def prepare_prompts(recipe: DialogueRecipe, backend: Backend) -> list[dict]:
     return items
 
 
-def run_tool_traces(recipe: DialogueRecipe, backend, store: ShardStore, provenance: dict) -> None:
-    from moss_data.dialogue.tool_traces import ToolTraceGenerator, load_tool_prompts
-    from moss_data.tools.search import SearchIndex
+def run_tool_traces(recipe: DialogueRecipe, store: ShardStore, provenance: dict) -> None:
+    from moss_data.dialogue.tool_traces import load_tool_prompts, tool_context, tool_trace_rollout
 
     cfg = recipe.tool_traces
-    index = None
-    if cfg.search_corpus is not None and cfg.search_corpus.exists():
-        index = SearchIndex.from_shards(cfg.search_corpus)
-    else:
-        logger.warning(f"tool traces: no search corpus at {cfg.search_corpus} (run `just demo`); Search finds nothing")
     prompts = load_tool_prompts(recipe.prompts_dir / cfg.prompts_file)
-    generator = ToolTraceGenerator(backend, recipe.prompts_dir, index, cfg.sampling, cfg.attempts)
-    stats = generator.run(prompts, store, provenance)
+    context = functools.partial(tool_context, str(recipe.prompts_dir),
+                                str(cfg.search_corpus) if cfg.search_corpus else None, cfg.sampling.model_dump(),
+                                cfg.attempts)
+    items = {p.trace_id: {"trace_id": p.trace_id, "tools": p.tools, "language": p.language, "question": p.question}
+             for p in prompts}
+    results = run_rollouts("tool-traces", items, tool_trace_rollout, generation_dir(recipe), recipe.generation,
+                           context)
+    done = store.done_ids()
+    stats: Counter = Counter()
+    for p in prompts:
+        result = results[p.trace_id]
+        for attempt, outcome in enumerate(result.get("tries") or [result.get("reason", "error")]):
+            stats[f"attempt_{attempt}:{outcome}"] += 1
+        if p.trace_id in done:
+            continue
+        prov = provenance | {"tools": p.tools, "attempts": len(result.get("tries", [])), **result.get("usage", {})}
+        if result["status"] == "kept":
+            store.add_conversation(Conversation.from_record(result["record"]), p.language, prov)
+        else:
+            store.quarantine_output(p.trace_id, "tool", result.get("reason", "error"), result.get("raw", ""), prov)
+    store.flush()
     atomic_write_text(recipe.output_dir / "tool_trace_stats.json", json.dumps(dict(sorted(stats.items())), indent=2))
     logger.info(f"tool traces: {dict(stats)}")
+
+
+def plan_conversations(recipe: DialogueRecipe, items: list[dict]) -> dict[str, dict]:
+    rng = np.random.default_rng(recipe.seed)
+    # turns drawn for all items in a fixed order, so a resumed run draws the same
+    return {it["conversation_id"]: it | {"target_turns": draw_turns(rng, recipe.mean_turns.get(it["category"], 3.0),
+                                                                    recipe.max_turns)} for it in items}
 
 
 def run_dialogues(recipe: DialogueRecipe) -> dict:
     recipe.output_dir.mkdir(parents=True, exist_ok=True)
     store = ShardStore(recipe.output_dir, rows_per_shard=recipe.rows_per_shard)
-    backend = build_backend(recipe.backend)
-    items = prepare_prompts(recipe, backend)
-    done = store.done_ids()
-    rng = np.random.default_rng(recipe.seed)
-    turns = {it["conversation_id"]: draw_turns(rng, recipe.mean_turns.get(it["category"], 3.0), recipe.max_turns)
-             for it in items}  # drawn for all items in a fixed order, so a resumed run draws the same
-    jobs = [Job(it["conversation_id"], it["category"], it["language"], it["prompt"], turns[it["conversation_id"]])
-            for it in items if it["conversation_id"] not in done]
-    logger.info(f"dialogues: {len(items)} conversations planned, {len(done)} done, {len(jobs)} to generate")
+    items = prepare_prompts(recipe)
+    planned = plan_conversations(recipe, items)
     user_template = (recipe.prompts_dir / "user_simulator.txt").read_text(encoding="utf-8")
     provenance = {
-        "model": backend.name,
+        "models": recipe.generation.labels(),
         "assistant_sampling": recipe.assistant_sampling.model_dump(),
         "user_sampling": recipe.user_sampling.model_dump(),
         "seed": recipe.seed,
         "template_hash": template_hash(user_template, (recipe.prompts_dir / "self_instruct.txt").read_text()),
     }
-    run_conversations(backend, jobs, store, recipe.assistant_sampling, recipe.user_sampling, user_template,
-                      provenance, recipe.batch_size, recipe.attempts)
+    done = store.done_ids()
+    logger.info(f"dialogues: {len(planned)} conversations planned, {len(done & set(planned))} already in shards")
+    context = functools.partial(conversation_context, str(recipe.prompts_dir), recipe.assistant_sampling.model_dump(),
+                                recipe.user_sampling.model_dump(), recipe.attempts)
+    results = run_rollouts("conversations", planned, conversation_rollout, generation_dir(recipe), recipe.generation,
+                           context)
+    for cid, item in planned.items():
+        if cid in done:
+            continue
+        result = results[cid]
+        prov = provenance | {"target_turns": item["target_turns"], **result.get("usage", {}),
+                             "rejected": result.get("rejected", {})}
+        if result["status"] == "kept":
+            turns = [Turn(human, moss) for human, moss in result["turns"]]
+            store.add_conversation(Conversation(cid, item["category"], turns), item["language"], prov)
+        else:
+            store.quarantine_output(cid, item["category"], result.get("reason", "error"), result.get("raw", ""), prov)
+    store.flush()
     if recipe.tool_traces.enabled:
-        run_tool_traces(recipe, backend, store, provenance)
+        run_tool_traces(recipe, store, provenance)
     summary = {"planned": len(items), **store.counts()}
     atomic_write_text(recipe.output_dir / "summary.json", json.dumps(summary, indent=2))
     return summary

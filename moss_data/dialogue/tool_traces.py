@@ -15,7 +15,9 @@ segment is exactly what the executors return when run again; the reply is consis
 calculated or solved number appears in it, a text-to-image reply does not claim an image that was not made) and in
 the question's language (the dialogue engine's output checks).
 A failed trace is generated again with another seed, up to ``attempts`` times (rejection sampling), then goes to
-quarantine with its last reason; counts per reason and attempt are written to ``tool_trace_stats.json``.
+quarantine with its last reason; counts per reason and attempt are written to ``tool_trace_stats.json``. Each
+question is one rollout on the generation runner (:func:`tool_trace_rollout`): its calls of several tools are sent
+together, the tools run in a worker thread, and it never waits for other questions.
 The inner thought is a fixed sentence per tool (English, as in MOSS's released data), not generated.
 """
 
@@ -31,10 +33,9 @@ from pathlib import Path
 import orjson
 
 from moss_data.text.langid import LanguageIdentifier
-from moss_data.llm import Backend, SamplingParams
+from moss_data.llm import SamplingParams
 from moss_data.llm.checks import check_output
 from moss_data.text.scripts import LANGUAGE_NAMES
-from moss_data.io.conversations import ShardStore
 from moss_data.formats import Capabilities, CommandSyntaxError, Conversation, Turn, parse_commands
 from moss_data.tools.registry import ToolRegistry
 from moss_data.tools.search import SearchIndex
@@ -180,75 +181,67 @@ def check_trace(turn: Turn, caps: Capabilities, registry: ToolRegistry) -> str:
     return ""
 
 
-class ToolTraceGenerator:
-    def __init__(self, backend: Backend, prompts_dir: Path, search_index: SearchIndex | None,
-                 params: SamplingParams, attempts: int = 3):
-        self.backend = backend
-        self.search_index = search_index
-        self.params = params
-        self.attempts = attempts
-        self.command_template = (prompts_dir / "tool_command.txt").read_text(encoding="utf-8")
-        self.reply_template = (prompts_dir / "tool_reply.txt").read_text(encoding="utf-8")
-        self.examples = load_examples(prompts_dir / "tool_examples.json")
-        self.stats: Counter = Counter()
-        self.router = LanguageIdentifier()
+def tool_context(prompts_dir: str, search_corpus: str | None, sampling: dict, attempts: int) -> dict:
+    """What every tool-trace rollout of a task shares (built once per task): templates, checked examples, the
+    offline search index."""
+    from loguru import logger
 
-    def run(self, prompts: list[ToolPrompt], store: ShardStore, provenance: dict) -> Counter:
-        done = store.done_ids()
-        pending = [p for p in prompts if p.trace_id not in done]
-        for attempt in range(self.attempts):
-            if not pending:
-                break
-            outcomes = self.attempt(pending, attempt)
-            retry = []
-            for p, (reason, raw, turn) in zip(pending, outcomes):
-                self.stats[f"attempt_{attempt}:{reason or 'kept'}"] += 1
-                prov = provenance | {"tools": p.tools, "attempts": attempt + 1}
-                if not reason:
-                    store.add_conversation(Conversation(p.trace_id, "tool", [turn], p.capabilities), p.language, prov)
-                elif attempt + 1 == self.attempts:
-                    store.quarantine_output(p.trace_id, "tool", reason, raw, prov)
-                else:
-                    retry.append(p)
-            store.flush()
-            pending = retry
-        return self.stats
+    prompts_dir = Path(prompts_dir)
+    index = None
+    if search_corpus is not None and Path(search_corpus).exists():
+        index = SearchIndex.from_shards(Path(search_corpus))
+    else:
+        logger.warning(f"tool traces: no search corpus at {search_corpus} (run `just demo`); Search finds nothing")
+    return {"command_template": (prompts_dir / "tool_command.txt").read_text(encoding="utf-8"),
+            "reply_template": (prompts_dir / "tool_reply.txt").read_text(encoding="utf-8"),
+            "examples": load_examples(prompts_dir / "tool_examples.json"), "search_index": index,
+            "params": SamplingParams(**sampling), "attempts": attempts, "router": LanguageIdentifier()}
 
-    def attempt(self, prompts: list[ToolPrompt], attempt: int) -> list[tuple[str, str, Turn | None]]:
-        """One try at each prompt: (reason or '', raw text for quarantine, the turn when kept)."""
-        params = self.params.model_copy(update={"seed": self.params.seed + 1000 * attempt, "stop": STOP})
-        pairs = [(p, tool) for p in prompts for tool in p.tools]
-        gens = self.backend.chat([command_request(p, t, self.command_template, self.examples) for p, t in pairs], params)
-        arguments: dict[str, dict[str, str]] = {p.trace_id: {} for p in prompts}
-        failed: dict[str, tuple[str, str]] = {}
-        for (p, tool), gen in zip(pairs, gens):
-            if gen.finish_reason != "stop":
-                failed.setdefault(p.trace_id, ("truncated_command", f'{tool}("{gen.text or gen.error}'))
-            arguments[p.trace_id][tool] = gen.text.strip()
-        staged = []
-        for p in prompts:
-            if p.trace_id in failed:
-                continue
-            command_text = ", ".join(f'{t}("{a}")' for t, a in arguments[p.trace_id].items())
-            reason = check_command(p, arguments[p.trace_id], self.examples)
-            if reason:
-                failed[p.trace_id] = (reason, command_text)
-                continue
-            registry = ToolRegistry(p.capabilities, self.search_index)
+
+async def tool_trace_rollout(item: dict, llm, *, command_template: str, reply_template: str, examples: dict,
+                             search_index: SearchIndex | None, params: SamplingParams, attempts: int,
+                             router: LanguageIdentifier) -> dict:
+    """One tool question, tried up to ``attempts`` times (new seeds each): kept with its turn (a MOSS record), or
+    quarantined with the last reason. The tools run in a worker thread (they have their own time limits)."""
+    import asyncio
+
+    p = ToolPrompt(**item)
+    tries: list[str] = []
+    usage: Counter = Counter()
+    reason, raw = "", ""
+    for attempt in range(attempts):
+        attempt_params = params.model_copy(update={"seed": params.seed + 1000 * attempt, "stop": STOP})
+        commands = await asyncio.gather(*(llm.chat(command_request(p, tool, command_template, examples),
+                                                   attempt_params) for tool in p.tools))
+        for gen in commands:
+            usage["completion_tokens"] += gen.completion_tokens
+        truncated = [(t, g) for t, g in zip(p.tools, commands) if g.finish_reason != "stop"]
+        arguments = {tool: gen.text.strip() for tool, gen in zip(p.tools, commands)}
+        command_text = ", ".join(f'{t}("{a}")' for t, a in arguments.items())
+        if truncated:
+            tool, gen = truncated[0]
+            reason, raw = "truncated_command", f'{tool}("{gen.text or gen.error}'
+        elif reason := check_command(p, arguments, examples):
+            raw = command_text
+        else:
+            registry = ToolRegistry(p.capabilities, search_index)
             try:
-                commands, results = parse_commands(command_text), registry.execute(command_text)
+                parsed, results = await asyncio.to_thread(lambda: (parse_commands(command_text),
+                                                                   registry.execute(command_text)))
             except CommandSyntaxError as e:
-                failed[p.trace_id] = ("bad_command", f"{e}: {command_text}")
-                continue
-            staged.append((p, registry, commands, results))
-        replies = self.backend.chat(
-            [reply_request(p, res.text, self.reply_template, self.examples) for p, _, _, res in staged],
-            params.model_copy(update={"stop": []}),
-        ) if staged else []
-        kept: dict[str, tuple[str, str, Turn | None]] = {}
-        for (p, registry, commands, results), gen in zip(staged, replies):
-            thought = " ".join(THOUGHT[t] for t in p.tools)
-            turn = Turn(p.question, gen.text.strip(), thought, commands, results.text)
-            reason = check_output(gen, "reply", p.language, self.router) or check_trace(turn, p.capabilities, registry)
-            kept[p.trace_id] = (reason, turn.serialize(), None if reason else turn)
-        return [kept.get(p.trace_id) or (*failed[p.trace_id], None) for p in prompts]
+                reason, raw = "bad_command", f"{e}: {command_text}"
+            else:
+                gen = await llm.chat(reply_request(p, results.text, reply_template, examples),
+                                     attempt_params.model_copy(update={"stop": []}))
+                usage["completion_tokens"] += gen.completion_tokens
+                turn = Turn(p.question, gen.text.strip(), " ".join(THOUGHT[t] for t in p.tools), parsed, results.text)
+                reason = check_output(gen, "reply", p.language, router) or await asyncio.to_thread(
+                    check_trace, turn, p.capabilities, registry)
+                raw = turn.serialize()
+                if not reason:
+                    tries.append("kept")
+                    conversation = Conversation(p.trace_id, "tool", [turn], p.capabilities)
+                    return {"status": "kept", "record": conversation.to_record(), "tries": tries,
+                            "usage": dict(usage)}
+        tries.append(reason)
+    return {"status": "quarantine", "reason": reason, "raw": raw, "tries": tries, "usage": dict(usage)}

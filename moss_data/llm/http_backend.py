@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from loguru import logger
 
-from moss_data.llm.base import BackendError, Generation, SamplingParams, cut_at_stop, is_prefilled
+from moss_data.llm import openai_api
+from moss_data.llm.base import BackendError, Generation, SamplingParams
 
 
 class HTTPBackend:
@@ -48,48 +49,31 @@ class HTTPBackend:
         self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
 
     def chat(self, conversations: list[list[dict]], params: SamplingParams) -> list[Generation]:
-        return self._map("/v1/chat/completions", [self._chat_body(c, params) for c in conversations], params)
+        return self._map([openai_api.chat_body(c, params, params.seed + i) for i, c in enumerate(conversations)],
+                         params)
 
     def complete(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
-        return self._map("/v1/completions", [{"prompt": p} for p in prompts], params)
+        return self._map([openai_api.completion_body(p, params, params.seed + i) for i, p in enumerate(prompts)],
+                         params)
 
-    def _chat_body(self, messages: list[dict], params: SamplingParams) -> dict:
-        body = {"messages": messages}
-        if is_prefilled(messages):
-            # vLLM's (and SGLang's) extension: continue the last assistant message instead of answering it.
-            body |= {"continue_final_message": True, "add_generation_prompt": False}
-        return body
-
-    def _map(self, route: str, bodies: list[dict], params: SamplingParams) -> list[Generation]:
+    def _map(self, bodies: list[dict], params: SamplingParams) -> list[Generation]:
+        """Request i of a call has the seed ``params.seed + i``: candidates for one context differ."""
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda ib: self._one(route, ib[1], params, ib[0]), enumerate(bodies)))
+            return list(pool.map(lambda ib: self._one(ib[1], params, ib[0]), enumerate(bodies)))
 
-    def _one(self, route: str, body: dict, params: SamplingParams, index: int) -> Generation:
+    def _one(self, body: dict, params: SamplingParams, index: int) -> Generation:
         import httpx
 
-        body = body | {
-            "model": self.model,
-            "max_tokens": params.max_new_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "seed": params.seed + index,
-        }
-        if params.stop:
-            body["stop"] = params.stop
-        if params.json_schema is not None:
-            body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True}}
-        if params.repetition_penalty != 1.0:  # not in OpenAI's API; vLLM's server accepts it
-            body["repetition_penalty"] = params.repetition_penalty
+        body = body | {"model": self.model}
         error = ""
         for attempt in range(self.max_retries + 1):
             try:
-                r = self._client.post(route, json=body)
+                r = self._client.post(openai_api.route(body), json=body)
             except (httpx.TransportError, httpx.TimeoutException) as e:
                 error = f"{type(e).__name__}: {e}"
             else:
                 if r.status_code == 200:
-                    return self._parse(r.json(), params)
+                    return openai_api.parse(r.json(), params)
                 error = f"HTTP {r.status_code}: {r.text[:200]}"
                 if r.status_code not in self.RETRY_STATUS:
                     break
@@ -98,17 +82,3 @@ class HTTPBackend:
                 logger.warning(f"{self.name}: request {index} failed ({error}); retry {attempt + 1} in {delay:.1f}s")
                 time.sleep(delay)
         return Generation(text="", finish_reason="error", error=error)
-
-    @staticmethod
-    def _parse(data: dict, params: SamplingParams) -> Generation:
-        choice = data["choices"][0]
-        text = choice["message"].get("content") if "message" in choice else choice.get("text")
-        # Servers differ on whether a matched stop string is returned; cut it here so every backend agrees.
-        text, _ = cut_at_stop(text or "", params.stop)
-        usage = data.get("usage") or {}
-        return Generation(
-            text=text,
-            finish_reason=choice.get("finish_reason") or "stop",
-            prompt_tokens=usage.get("prompt_tokens", 0),
-            completion_tokens=usage.get("completion_tokens", 0),
-        )

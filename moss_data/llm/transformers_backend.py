@@ -10,9 +10,14 @@ from moss_data.llm.base import Generation, SamplingParams, cut_at_stop, is_prefi
 class TransformersBackend:
     supports_json_schema = False  # no constrained decoding here: callers parse tolerantly
 
-    def __init__(self, model_dir: Path, batch_size: int = 8, dtype: str = "float32"):
+    def __init__(self, model_dir: Path, batch_size: int = 8, device: str = "auto"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        # fp32 on CPU (bf16 matmuls are slow on CPUs without AMX), bf16 on a GPU
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
 
         self.name = f"transformers:{Path(model_dir).name}"
         self.batch_size = batch_size
@@ -20,7 +25,7 @@ class TransformersBackend:
         self.tokenizer.padding_side = "left"  # decoder-only batching: pad on the left so generations line up
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype))
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(device)
         self.model.eval()
         self._torch = torch
 
@@ -60,7 +65,7 @@ class TransformersBackend:
         out = []
         for start in range(0, len(prompts), self.batch_size):
             enc = self.tokenizer(prompts[start : start + self.batch_size], return_tensors="pt", padding=True,
-                                 add_special_tokens=False)
+                                 add_special_tokens=False).to(self.model.device)
             with torch.no_grad():
                 logits = self.model(**enc).logits[:, -1, :]  # left padding: the last position is each prompt's end
             probs = torch.softmax(logits[:, ids].float(), dim=-1)
@@ -75,7 +80,7 @@ class TransformersBackend:
         from transformers import TextIteratorStreamer
 
         torch = self._torch
-        enc = self.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+        enc = self.tokenizer([prompt], return_tensors="pt", add_special_tokens=False).to(self.model.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=False)
         sampled = params.temperature > 0
         kwargs = dict(**enc, max_new_tokens=params.max_new_tokens, do_sample=sampled,
@@ -114,6 +119,7 @@ class TransformersBackend:
     def _batch(self, prompts: list[str], params: SamplingParams, offset: int) -> list[Generation]:
         torch = self._torch
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(self.model.device)
         torch.manual_seed(params.seed + offset)
         with torch.no_grad():
             sampled = params.temperature > 0
