@@ -89,7 +89,8 @@ def write_dialogue_shards(folder: Path) -> None:
 
 def recipe(tmp_path: Path, **overrides) -> FeedbackRecipe:
     base = {"name": "t", "input_dir": tmp_path / "dialogues", "output_dir": tmp_path / "feedback",
-            "backend": {"kind": "transformers", "model": str(MODEL), "batch_size": 8},
+            "generation": {"assistant": {"kind": "transformers", "model": str(MODEL), "batch_size": 8},
+                           "max_concurrent": 16},
             "candidates_per_context": 2, "candidate_sampling": {"max_new_tokens": 48, "temperature": 0.9},
             "judge_sampling": {"max_new_tokens": 64, "temperature": 0.3}, "consistency_sample": 4,
             "position_sample": 3, "reward_model": {"max_steps": 2, "batch_size": 2, "max_length": 256, "min_pairs": 1,
@@ -204,36 +205,65 @@ def test_feedback_stage_end_to_end_and_resume(tmp_path):
             "context_id", "language", "category", "split", "prompt"]
     assert (out / "tags.png").stat().st_size > 0 and "parse rate" in (out / "report.md").read_text()
     # resume: everything is cached, so a run with a backend that cannot even load does no model work
-    broken = recipe(tmp_path, backend={"kind": "transformers", "model": str(tmp_path / "no-such-model")})
+    broken = recipe(tmp_path, generation={"assistant": {"kind": "transformers", "model": str(tmp_path / "none")}})
     again = FeedbackStage(broken).run()
     assert again["judge"] == summary["judge"] and again["tags"] == summary["tags"]
 
 
-class ScriptedChat:
+class ScriptedJudgeServer:
     """Test double, and why: the judge's malformed answers must be exactly the ones under test, which a sampled
-    model cannot be made to write. No ``choose`` and no schema support, so the judge uses its prefill mode."""
-
-    name = "scripted"
+    model cannot be made to write. A loopback OpenAI-compatible endpoint that answers chat requests from a script
+    (in arrival order); declared without structured outputs, so the judge uses its prefill mode."""
 
     def __init__(self, answers: list[str]):
-        self.answers = list(answers)
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    def chat(self, conversations, params):
-        from moss_data.llm import Generation
+        script, lock, self.requests = list(answers), threading.Lock(), []
 
-        return [Generation(self.answers.pop(0), "stop", 10, 10) for _ in conversations]
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, body: dict):
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send({"data": [{"id": "scripted"}]})
+
+            def do_POST(outer):
+                body = json.loads(outer.rfile.read(int(outer.headers["Content-Length"])))
+                with lock:
+                    self.requests.append(body)
+                    answer = script.pop(0)
+                outer._send({"choices": [{"message": {"content": answer}, "finish_reason": "stop"}],
+                             "usage": {"prompt_tokens": 10, "completion_tokens": 10}})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
 
 def test_unparsable_judgements_are_quarantined_not_guessed(tmp_path):
     write_dialogue_shards(tmp_path / "dialogues")
+    # prefill mode: the judge continues after '{"helpfulness":'; one good answer, three broken ones
+    scripted = ScriptedJudgeServer([' 4, "honesty": 5, "harmlessness": 5, "overall": 4, "rationale": "clear"',
+                                    " great", ' 9, "honesty": 1, "harmlessness": 1, "overall": 1', ' 3, "honesty": 3'])
+    judge = {"kind": "http", "base_url": scripted.base_url, "model": "scripted", "structured_outputs": False}
     r = recipe(tmp_path, candidates_per_context=1, consistency_sample=0, position_sample=0,
-               reward_model={"enabled": False}, untagged_share=0.0)
+               reward_model={"enabled": False}, untagged_share=0.0,
+               generation={"assistant": {"kind": "transformers", "model": str(MODEL)}, "judge": judge})
     stage = FeedbackStage(r)
-    # prefill mode: the backend continues after '{"helpfulness":'; one good answer, three broken ones
-    stage._backend = ScriptedChat([' 4, "honesty": 5, "harmlessness": 5, "overall": 4, "rationale": "clear"',
-                                   " great", ' 9, "honesty": 1, "harmlessness": 1, "overall": 1',
-                                   ' 3, "honesty": 3'])
     summary = stage.run()
+    scripted.server.shutdown()
+    assert len(scripted.requests) == 4 and all(q["messages"][-1]["content"] == '{"helpfulness":' and
+                                               q["model"] == "scripted" for q in scripted.requests)
     assert summary["judge"]["modes"] == {"prefill": 4}
     assert summary["judge"]["parsed"] == 1
     assert summary["judge"]["quarantined_by_reason"] == {"invalid_json": 1, "score_out_of_range": 1, "missing_score": 1}
@@ -245,21 +275,26 @@ def test_unparsable_judgements_are_quarantined_not_guessed(tmp_path):
     assert summary["tags"]["distribution"]["untagged"] == 3
 
 
-def test_constrained_judge_with_the_small_model_always_yields_valid_json():
-    from moss_data.llm import SamplingParams
-    from moss_data.llm.transformers_backend import TransformersBackend
-    from moss_data.feedback.judge import Judge
+def test_constrained_judge_with_the_small_model_always_yields_valid_json(tmp_path):
+    """The in-process model as judge ("choice" mode): every score is the model's pick among 1-5, so the JSON holds
+    by construction; picks are seeded per request."""
+    import functools
 
-    judge = Judge(TransformersBackend(MODEL), REPO / "prompts", SamplingParams(max_new_tokens=32, temperature=0.7))
-    assert judge.mode == "choice"
-    items = [([{"role": "user", "content": "What is the capital of France?"}], "The capital of France is Paris."),
-             ([{"role": "user", "content": "Write a haiku about rain."}], "I'm sorry. I'm sorry. I'm sorry.")]
-    first = judge.score(items, seed=1)
-    assert all(not isinstance(j, Exception) for j, _ in first)  # the schema holds by construction
-    assert all(raw.startswith('{"helpfulness": ') and raw.endswith('"}') for _, raw in first)
-    assert [j for j, _ in judge.score(items, seed=1)] == [j for j, _ in first]  # seeded
-    verdicts = judge.compare([(items[0][0], items[0][1], items[1][1])], seed=0)
-    assert verdicts[0][0].better in ("A", "B")
+    from moss_data.feedback.judging import judge_context, judge_rollout
+    from moss_data.llm.rollouts import GenerationConfig, run_rollouts
+
+    generation = GenerationConfig(assistant={"model": str(MODEL)}, max_concurrent=8)
+    context = functools.partial(judge_context, str(REPO / "prompts"), {"max_new_tokens": 32, "temperature": 0.7})
+    items = {"paris": {"kind": "score", "context": [{"role": "user", "content": "What is the capital of France?"}],
+                       "response": "The capital of France is Paris.", "category": "honest", "seed": 1},
+             "loop": {"kind": "score", "context": [{"role": "user", "content": "Write a haiku about rain."}],
+                      "response": "I'm sorry. I'm sorry. I'm sorry.", "category": "writing", "seed": 2}}
+    first = run_rollouts("judge", items, judge_rollout, tmp_path / "a", generation, context)
+    assert all(r["ok"] and r["mode"] == "choice" for r in first.values()), first  # the schema holds by construction
+    assert all(r["raw"].startswith('{"helpfulness": ') and r["raw"].endswith('"}') for r in first.values())
+    again = run_rollouts("judge", items, judge_rollout, tmp_path / "b", generation, context)
+    scores = [{a: r[a] for a in ("helpfulness", "honesty", "harmlessness", "overall")} for r in first.values()]
+    assert scores == [{a: r[a] for a in ("helpfulness", "honesty", "harmlessness", "overall")} for r in again.values()]
 
 
 def test_pairs_longer_than_max_length_are_left_out_not_trained_on(tmp_path):

@@ -4,13 +4,13 @@ Unparsable judgements go to quarantine, once each. Everything is cached, so a re
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from tqdm import tqdm
+import functools
+from pathlib import Path
 
 from moss_data.feedback.cache import JsonlCache
 from moss_data.feedback.contexts import Context, stable_hash
-from moss_data.feedback.judge import Judge
+from moss_data.feedback.judge import Judge, judge_mode
+from moss_data.llm import SamplingParams
 from moss_data.io.conversations import ShardStore
 
 Item = tuple[str, Context, dict]  # (judgement key, context, candidate)
@@ -37,34 +37,53 @@ def position_sample(by_context: dict[str, list[dict]], n: int) -> list[str]:
     return sorted((cid for cid, cands in by_context.items() if len(cands) >= 2), key=stable_hash)[:n]
 
 
+def judge_context(prompts_dir: str, sampling: dict) -> dict:
+    return {"judge": Judge(Path(prompts_dir), SamplingParams(**sampling))}
+
+
+async def judge_rollout(item: dict, llm, *, judge: Judge) -> dict:
+    """One judge request: a rubric score (``kind`` score) or a pairwise verdict (``kind`` compare)."""
+    mode = judge_mode(llm)
+    if item["kind"] == "score":
+        result, raw = await judge.score(llm, item["context"], item["response"], item["seed"])
+        if isinstance(result, Exception):
+            return {"ok": False, "reason": result.reason, "raw": raw, "category": item["category"], "mode": mode}
+        return {"ok": True, **result.as_dict(), "raw": raw, "mode": mode}
+    verdict, raw = await judge.compare(llm, item["context"], item["a"], item["b"], item["seed"])
+    return {"ok": not isinstance(verdict, Exception), "better": None if isinstance(verdict, Exception) else
+            verdict.better, "raw": raw}
+
+
+def as_judgement(result: dict, item: dict) -> dict:
+    """A rollout that raised (status error) is a failed judgement with its reason, cached and quarantined like one."""
+    if "ok" in result:
+        return result
+    return {"ok": False, "reason": result.get("reason", "rollout_error"), "raw": result.get("raw", ""),
+            "category": item.get("category", ""), "better": None}
+
+
 class Judging:
-    def __init__(self, judgements: JsonlCache, verdicts: JsonlCache, judge: Callable[[], Judge], batch_size: int):
+    def __init__(self, judgements: JsonlCache, verdicts: JsonlCache, run, prompts_dir: Path, sampling: SamplingParams):
         self.judgements = judgements
         self.verdicts = verdicts
-        self._judge = judge  # called only when something must be judged: a fully cached run loads no model
-        self.batch_size = batch_size
+        self._run = run  # the stage's rollout runner: called only when something must be judged
+        self._context = functools.partial(judge_context, str(prompts_dir), sampling.model_dump())
 
     def judged(self, key: str) -> dict | None:
         """The parsed judgement of a key, None if it failed or was never made."""
         row = self.judgements.rows.get(key)
         return row if row and row["ok"] else None
 
-    def judge(self, items: list[Item], seed: int, desc: str) -> None:
-        """Judges the items not judged yet; an unparsable answer is cached as failed, with its reason."""
-        todo = [it for it in items if it[0] not in self.judgements]
-        bar = tqdm(total=len(todo), desc=desc, unit="resp")
-        for start in range(0, len(todo), self.batch_size):
-            batch = todo[start : start + self.batch_size]
-            judge = self._judge()
-            results = judge.score([(c.prompt, cand["text"]) for _, c, cand in batch], seed + start)
-            self.judgements.put_many([
-                {"key": key, "ok": False, "reason": result.reason, "raw": raw, "category": c.category, "mode": judge.mode}
-                if isinstance(result, Exception) else {"key": key, "ok": True, **result.as_dict(), "raw": raw,
-                                                      "mode": judge.mode}
-                for (key, c, _), (result, raw) in zip(batch, results)
-            ])
-            bar.update(len(batch))
-        bar.close()
+    def judge(self, items: list[Item], seed: int, name: str) -> None:
+        """Judges the items not judged yet, one rollout each; an unparsable answer is cached as failed, with its
+        reason."""
+        work = {key: {"kind": "score", "context": c.prompt, "response": cand["text"], "category": c.category,
+                      "seed": seed + stable_hash(key) % 1_000_003}
+                for key, c, cand in items if key not in self.judgements}
+        if not work:
+            return
+        results = self._run(name, work, judge_rollout, self._context)
+        self.judgements.put_many([{"key": key, **as_judgement(results[key], work[key])} for key in work])
 
     def quarantine_failed(self, store: ShardStore, judge_label: str) -> None:
         """Unparsable judgements -> quarantine, once each (from the cache, so a kill between the two writes neither
@@ -79,16 +98,16 @@ class Judging:
     def compare(self, contexts: dict[str, Context], by_context: dict[str, list[dict]], sample: list[str],
                 seed: int) -> None:
         """Each sampled context's first two candidates, compared in both orders."""
-        items = []
+        work, pairs = {}, {}
         for cid in sample:
             a, b = by_context[cid][:2]
-            items += [(verdict_key(cid, "ab"), contexts[cid], a, b), (verdict_key(cid, "ba"), contexts[cid], b, a)]
-        todo = [it for it in items if it[0] not in self.verdicts]
-        for start in range(0, len(todo), self.batch_size):
-            batch = todo[start : start + self.batch_size]
-            results = self._judge().compare([(c.prompt, a["text"], b["text"]) for _, c, a, b in batch], seed + start)
-            self.verdicts.put_many([
-                {"key": key, "a": a["key"], "b": b["key"], "ok": not isinstance(v, Exception),
-                 "better": None if isinstance(v, Exception) else v.better, "raw": raw}
-                for (key, _, a, b), (v, raw) in zip(batch, results)
-            ])
+            for key, first, second in ((verdict_key(cid, "ab"), a, b), (verdict_key(cid, "ba"), b, a)):
+                if key not in self.verdicts:
+                    pairs[key] = (first, second)
+                    work[key] = {"kind": "compare", "context": contexts[cid].prompt, "a": first["text"],
+                                 "b": second["text"], "seed": seed + stable_hash(key) % 1_000_003}
+        if not work:
+            return
+        results = self._run("compare", work, judge_rollout, self._context)
+        self.verdicts.put_many([{"key": key, "a": pairs[key][0]["key"], "b": pairs[key][1]["key"],
+                                 **as_judgement(results[key], work[key])} for key in work])

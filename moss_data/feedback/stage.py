@@ -2,6 +2,9 @@
 
 The steps, one module each (every step resumable; outputs under ``output_dir``):
 
+Candidates and judgements are generated as rollouts on datatrove's inference runner (``generation:``: a backend
+for the assistant that samples candidates and one for the judge).
+
 1. :mod:`~moss_data.feedback.contexts`: every assistant response of the input conversations, with its context.
 2. :mod:`~moss_data.feedback.candidates` (``candidates.jsonl``): the original plus sampled responses, checked.
 3. :mod:`~moss_data.feedback.judging` (``judgements.jsonl``, ``verdicts.jsonl``): rubric scores, self-consistency,
@@ -34,7 +37,8 @@ from moss_data.feedback.tags import assign_tags, tagged
 from moss_data.io.atomic import atomic_write_text
 from moss_data.io.conversations import ShardStore, read_conversations
 from moss_data.io.pairs import write_pairs
-from moss_data.llm import BackendConfig, SamplingParams, build_backend
+from moss_data.llm import SamplingParams
+from moss_data.llm.rollouts import GenerationConfig, run_rollouts
 from moss_data.recipe import StrictModel
 
 
@@ -43,7 +47,8 @@ class FeedbackRecipe(StrictModel):
     input_dir: Path = Field(description="a dialogue stage's output folder (its shards/ are read)")
     output_dir: Path
     prompts_dir: Path = Path("prompts")
-    backend: BackendConfig = BackendConfig()
+    generation: GenerationConfig = Field(GenerationConfig(), description="assistant: samples the candidates; "
+                                         "judge: scores and compares them (default: the assistant's model)")
     candidates_per_context: int = Field(3, ge=1, description="the original response plus sampled ones")
     candidate_sampling: SamplingParams = SamplingParams(max_new_tokens=256, temperature=0.9, top_p=0.95)
     judge_sampling: SamplingParams = SamplingParams(max_new_tokens=96, temperature=0.3, top_p=0.9)
@@ -56,13 +61,13 @@ class FeedbackRecipe(StrictModel):
     external_pairs: list[Path] = Field(default_factory=list, description="labelled preference sets (JSON, "
                                        "LLaMA-Factory DPO format) the reward model is tested on")
     external_limit: int = Field(100, ge=1, description="pairs used from each external set")
-    batch_size: int = 16
     seed: int = 0
 
 
 class FeedbackStage:
-    """Runs the steps in order over one output folder; the backend and judge are built on first use, so a resumed
-    run whose work is all cached loads no model."""
+    """Runs the steps in order over one output folder. Candidates and judgements are rollouts on the generation
+    runner (work folders under ``generation/``), started only for what is not cached yet: a resumed run whose work
+    is all cached starts no server and loads no model."""
 
     def __init__(self, recipe: FeedbackRecipe):
         self.r = recipe
@@ -70,37 +75,28 @@ class FeedbackStage:
         self.out.mkdir(parents=True, exist_ok=True)
         self.candidates = JsonlCache(self.out / "candidates.jsonl")
         self.judging = Judging(JsonlCache(self.out / "judgements.jsonl"), JsonlCache(self.out / "verdicts.jsonl"),
-                               self.judge_client, recipe.batch_size)
+                               self.run_rollouts, recipe.prompts_dir, recipe.judge_sampling)
         self.store = ShardStore(self.out)
-        self._backend = None
-        self._judge: Judge | None = None
 
-    def backend(self):
-        if self._backend is None:
-            self._backend = build_backend(self.r.backend)
-        return self._backend
-
-    def judge_client(self) -> Judge:
-        if self._judge is None:
-            self._judge = Judge(self.backend(), self.r.prompts_dir, self.r.judge_sampling)
-        return self._judge
+    def run_rollouts(self, name: str, items: dict, rollout, context) -> dict:
+        return run_rollouts(name, items, rollout, self.out / "generation", self.r.generation, context)
 
     @property
     def judge_label(self) -> str:
-        return f"{self.r.backend.kind}:{self.r.backend.model or 'smollm2-135m-instruct'}"
+        return self.r.generation.labels()["judge"]
 
     def run(self) -> dict:
         r = self.r
         conversations = read_conversations(r.input_dir)
         contexts = [ctx for conv, lang, _ in conversations for ctx in contexts_of(conv, lang)]
         logger.info(f"feedback: {len(conversations)} conversations, {len(contexts)} responses to judge")
-        by_context = make_candidates(contexts, self.candidates, self.backend, r.candidates_per_context,
-                                     r.candidate_sampling, r.seed, r.batch_size)
+        by_context = make_candidates(contexts, self.candidates, self.run_rollouts, r.candidates_per_context,
+                                     r.candidate_sampling, r.seed)
         ctx_by_id = {c.context_id: c for c in contexts}
         items = [(cand["key"], ctx_by_id[cid], cand) for cid, cands in by_context.items() for cand in cands]
         self.judging.judge(items, r.seed, "judge")
         sample = consistency_sample(items, r.consistency_sample)
-        self.judging.judge([(again_key(k), c, cand) for k, c, cand in sample], r.seed + 10_007, "judge again")
+        self.judging.judge([(again_key(k), c, cand) for k, c, cand in sample], r.seed + 10_007, "judge-again")
         self.judging.quarantine_failed(self.store, self.judge_label)
         compared = position_sample(by_context, r.position_sample)
         self.judging.compare(ctx_by_id, by_context, compared, r.seed)

@@ -26,6 +26,8 @@ class SamplingParams(StrictModel):
     stop: list[str] = Field(default_factory=list, description="stop strings, cut from the returned text")
     json_schema: dict | None = Field(None, description="structured output: the answer must match this JSON schema "
                                                        "(backends with supports_json_schema; others ignore it)")
+    choices: list[str] | None = Field(None, description="the answer is exactly one of these (each one token), "
+                                                      "sampled at the temperature (vLLM's structured_outputs choice)")
     seed: int = 0
 
 

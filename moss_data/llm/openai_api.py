@@ -37,6 +37,8 @@ def sampling_fields(params: SamplingParams, seed: int) -> dict:
     if params.json_schema is not None:
         body["response_format"] = {"type": "json_schema",
                                    "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True}}
+    if params.choices:  # vLLM's extension (and the in-process server's)
+        body["structured_outputs"] = {"choice": params.choices}
     if params.repetition_penalty != 1.0:  # not in OpenAI's API; vLLM's server accepts it
         body["repetition_penalty"] = params.repetition_penalty
     return body
@@ -47,7 +49,8 @@ def params_of(body: dict) -> SamplingParams:
     schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
     return SamplingParams(max_new_tokens=body.get("max_tokens") or 256, temperature=body.get("temperature", 1.0),
                           top_p=body.get("top_p", 1.0), repetition_penalty=body.get("repetition_penalty", 1.0),
-                          stop=body.get("stop") or [], json_schema=schema, seed=body.get("seed") or 0)
+                          stop=body.get("stop") or [], json_schema=schema, seed=body.get("seed") or 0,
+                          choices=(body.get("structured_outputs") or {}).get("choice"))
 
 
 def response(generation: Generation) -> dict:

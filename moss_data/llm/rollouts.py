@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
 import orjson
+import xxhash
 from datatrove.data import Document
 from datatrove.pipeline.inference.run_inference import InferenceConfig, InferenceRunner
 from datatrove.pipeline.inference.types import InferenceError, ServerError
@@ -78,6 +80,9 @@ class RolloutLLM:
     def supports_json_schema(self, role: str) -> bool:
         backend = self._roles[role]
         return backend.kind == "vllm" or (backend.kind == "http" and backend.structured_outputs)
+
+    def kind(self, role: str) -> str:
+        return self._roles[role].kind
 
     def label(self, role: str) -> str:
         return self._roles[role].label
@@ -140,6 +145,7 @@ def run_rollouts(name: str, items: dict[str, dict], rollout: Rollout, work_dir: 
     shares (templates, a language identifier, a search index) once per task."""
     work = Path(work_dir) / name
     tasks = min(generation.executor.tasks, max(1, len(items)))
+    _fresh_work_for(work, items, tasks)
     _write_inputs(work / "input", items, tasks)
     roles = generation.roles()
     config = InferenceConfig(
@@ -165,6 +171,20 @@ def run_rollouts(name: str, items: dict[str, dict], rollout: Rollout, work_dir: 
     executor.run()
     wait_for_tasks(executor, tasks, timeout_s)
     return read_results(work / "output", set(items))
+
+
+def _fresh_work_for(work: Path, items: dict[str, dict], tasks: int) -> None:
+    """A work folder belongs to one input: a killed run resumes it (same items, same order); other items (a step
+    whose cached part grew, an edited plan) start a fresh one, since datatrove's resume skips by position and its
+    completion markers would skip the new work."""
+    fingerprint = xxhash.xxh3_128_hexdigest(orjson.dumps([tasks, list(items.items())]))
+    marker = work / "input.fingerprint"
+    if marker.exists() and marker.read_text() != fingerprint:
+        logger.info(f"{work}: its items changed since it was made; starting it afresh")
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        atomic_write(marker, fingerprint.encode())
 
 
 def _write_inputs(folder: Path, items: dict[str, dict], tasks: int) -> None:

@@ -26,12 +26,14 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 from datatrove.pipeline.inference.servers import InferenceServer
 from datatrove.pipeline.inference.servers.vllm_server import VLLMServer
 from datatrove.pipeline.inference.types import InferenceError
 from loguru import logger
 
 from moss_data.llm import openai_api
+from moss_data.llm.base import Generation
 from moss_data.llm.config import BackendConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -192,11 +194,25 @@ class TransformersServer(InferenceServer):
                     if not future.done():
                         future.set_exception(InferenceError(None, f"{type(e).__name__}: {e}"))
 
-    def _generate(self, payloads: list[dict]):
+    def _generate(self, payloads: list[dict]) -> list[Generation]:
         params = openai_api.params_of(payloads[0])  # one seed per batch: rows of a sampled batch still differ
+        if params.choices:  # constrained to one-token choices: the model's probabilities over exactly those
+            texts = [p["prompt"] if "prompt" in p else self.model.render(p["messages"]) for p in payloads]
+            picks = [pick(probs, params.temperature, np.random.default_rng(p.get("seed") or 0))
+                     for p, probs in zip(payloads, self.model.choose(texts, params.choices))]
+            return [Generation(text, "stop", completion_tokens=1) for text in picks]
         if "prompt" in payloads[0]:
             return self.model.complete([p["prompt"] for p in payloads], params)
         return self.model.chat([p["messages"] for p in payloads], params)
+
+
+def pick(probs: dict[str, float], temperature: float, rng: np.random.Generator) -> str:
+    """A choice from next-token probabilities: the argmax at temperature 0, else a sample at that temperature."""
+    names, p = list(probs), np.array(list(probs.values()), dtype=float)
+    if temperature <= 0:
+        return names[int(p.argmax())]
+    p = np.power(np.maximum(p, 1e-12), 1.0 / temperature)
+    return names[rng.choice(len(names), p=p / p.sum())]
 
 
 def _batch_key(payload: dict) -> tuple:
