@@ -83,9 +83,9 @@ train-gpu task recipe sharding="zero2" *args:
 gpu-check *args:
     python -m moss_demo.gpu_check {{args}}
 
-# dialogue pipeline overhead vs the raw backend, and a GPU-hour projection for 1.1M conversations
-bench-dialogue:
-    python -m moss_data.bench.dialogue --out data/bench
+# one vLLM server: the generation engine's output tokens/s vs a raw client's (utilization), tokens per conversation, projection for 1.1M + 300k
+bench-generation *args:
+    python -m moss_data.bench.generation --out data/bench {{args}}
 
 # the corpus chain at 10k/100k/1M documents of resampled real text: time and peak memory per job, fit, projection
 bench-scale sizes="10000,100000,1000000":

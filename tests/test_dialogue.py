@@ -151,7 +151,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
 
     written = _results_written(tmp_path / "out")
     assert len(written) == len(set(written)) == 18  # the runner's outputs: each conversation once
-    stats = orjson.loads((tmp_path / "out" / "generation" / "conversations" / "logs" /
+    stats = orjson.loads((tmp_path / "out" / "generation" / "conversations" / "runner_logs" /
                           "stats" / "00000.json").read_bytes())
     runner_stats = next(step["stats"] for step in stats if "Inference" in step["name"])
     assert runner_stats["documents_processed"]["total"] <= 18 - len(finished_before) + 2  # resumed, not redone

@@ -116,7 +116,7 @@ def test_just_list_documents_recipes():
     out = subprocess.run([str(just), "--list"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     for recipe in ("demo", "test", "sample", "corpus", "install", "dialogues", "feedback", "pretrain", "sft", "dpo",
                    "bench-dedup",
-                   "bench-dialogue"):
+                   "bench-generation"):
         assert recipe in out
     # every recipe has a doc comment
     listed = [line for line in out.splitlines()[1:] if line.strip()]

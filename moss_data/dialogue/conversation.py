@@ -52,6 +52,7 @@ async def checked(llm: RolloutLLM, messages: list[dict], params: SamplingParams,
         usage["prompt_tokens"] += gen.prompt_tokens
         usage["completion_tokens"] += gen.completion_tokens
         usage[f"{who}_completion_tokens"] += gen.completion_tokens
+        usage[f"turn{turn + 1}_completion_tokens"] += gen.completion_tokens
         reason = check_output(gen, who, item["language"], router, answers)
         if not reason:
             return gen.text.strip()

@@ -166,7 +166,7 @@ def run_rollouts(name: str, items: dict[str, dict], rollout: Rollout, work_dir: 
     )
     reader = JsonlReader(str(work / "input"), compression=None, adapter=_item_adapter, shuffle_files=False)
     job = Job(f"generate-{name}", [reader, runner], tasks=tasks)
-    executor = build_executor(generation.executor, job, str(work / "logs"))
+    executor = build_executor(generation.executor, job, str(work / "runner_logs"))
     logger.info(f"{name}: {len(items)} rollouts on {tasks} {generation.executor.kind} task(s)")
     executor.run()
     wait_for_tasks(executor, tasks, timeout_s)

@@ -24,6 +24,7 @@ import asyncio
 import importlib.util
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -102,29 +103,74 @@ class VLLMModuleServer(_OpenAIRoutes, VLLMServer):
         InferenceServer.__init__(self, config, rank)  # VLLMServer's own __init__ wants `vllm` importable here
         self._compile_lock = None
         self.backend = backend
-        self.python = vllm_python(backend)
+        vllm_python(backend)  # fails here, saying what to install, when no Python has vLLM
 
     async def _start_vllm_task(self) -> asyncio.subprocess.Process:
-        b = self.backend
-        cmd = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", self.config.model_name_or_path,
-               "--served-model-name", self.config.model_name_or_path, "--host", "127.0.0.1",
-               "--port", str(self._port), "--max-model-len", str(b.max_model_len), "--dtype", b.dtype,
-               "--tensor-parallel-size", str(b.tp), "--data-parallel-size", str(b.dp),
-               "--pipeline-parallel-size", str(b.pp), "--disable-uvicorn-access-log"]
-        on_gpu = self.python == sys.executable and _has_cuda()
-        if on_gpu:
-            cmd += ["--gpu-memory-utilization", str(b.gpu_memory_utilization)]
-        for key, value in b.vllm_args.items():
-            cmd += [f"--{key}"] if value is True else [f"--no-{key}"] if value is False else [f"--{key}={value}"]
-        env = os.environ | {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache when the CPU build serves
-        logger.info(f"starting vLLM: {' '.join(cmd)}")
-        return await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE, env=env,
-                                                    start_new_session=True)
+        command, env = vllm_command(self.backend, self.config.model_name_or_path, self._port)
+        logger.info(f"starting vLLM: {' '.join(command)}")
+        return await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
 
     async def _wait_until_ready(self, max_attempts: int = 300, delay_sec: float = 5.0) -> None:
         await super()._wait_until_ready(max_attempts=int(self.backend.start_timeout_s // 2) + 1, delay_sec=2.0)
+
+
+def vllm_command(backend: BackendConfig, model: str, port: int) -> tuple[list[str], dict]:
+    """The command and environment of a vLLM OpenAI-compatible server for ``backend`` (served under the name
+    ``model``), on loopback. ``vllm serve`` is not used: it fails under the CPU wheel (see the module doc)."""
+    b = backend
+    command = [vllm_python(b), "-m", "vllm.entrypoints.openai.api_server", "--model", model_path(b),
+               "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port),
+               "--max-model-len", str(b.max_model_len), "--dtype", b.dtype, "--tensor-parallel-size", str(b.tp),
+               "--data-parallel-size", str(b.dp), "--pipeline-parallel-size", str(b.pp),
+               "--disable-uvicorn-access-log"]
+    if command[0] == sys.executable and _has_cuda():
+        command += ["--gpu-memory-utilization", str(b.gpu_memory_utilization)]
+    for key, value in b.vllm_args.items():
+        command += [f"--{key}"] if value is True else [f"--no-{key}"] if value is False else [f"--{key}={value}"]
+    env = os.environ | {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache when the CPU build serves
+    return command, env
+
+
+@contextmanager
+def serve_vllm(backend: BackendConfig, model: str, log: Path, timeout_s: float = 600):
+    """A vLLM server for a synchronous caller (a benchmark, a test session): yields its base URL once ``/health``
+    answers, stops it (and its engine process) afterwards."""
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command, env = vllm_command(backend, model, port)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"vLLM server exited with {proc.returncode}: {Path(log).read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"vLLM server not ready after {timeout_s:.0f} s: {Path(log).read_text()[-2000:]}")
+            time.sleep(2)
+        yield base_url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)  # the API server and its engine-core process
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
 
 
 def _has_cuda() -> bool:
