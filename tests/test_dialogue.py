@@ -237,3 +237,25 @@ def test_failed_outputs_are_generated_again_then_quarantined():
     asyncio.run(checked(other, [], SamplingParams(seed=3), "reply", "assistant", {**item, "conversation_id": "c2"},
                         0, 2, None, "", Counter()))
     assert other.seeds[0] != llm.seeds[0]  # two conversations never share a seed for the same turn
+
+
+def test_self_instruct_sends_each_round_as_rollouts(smollm2, tmp_path):
+    """Self-instruct on the generation runner: a round asks for every missing prompt at once (one rollout each),
+    and every answer is counted once, accepted or with its rejection reason."""
+    from moss_data.dialogue.stage import DialogueRecipe, prepare_prompts
+
+    recipe = DialogueRecipe(
+        name="si", output_dir=tmp_path / "out", prompts_dir=REPO / "prompts", languages=["en"],
+        categories=["writing", "code"], conversations_per_category=3, tool_traces={"enabled": False},
+        self_instruct={"max_rounds": 2, "sampling": {"max_new_tokens": 64, "temperature": 0.9, "seed": 0}},
+        generation={"assistant": {"model": str(smollm2)}, "max_concurrent": 8})
+    items = prepare_prompts(recipe)
+    rounds = sorted((recipe.output_dir / "generation").glob("self-instruct-*"))
+    sent = [[orjson.loads(line)["id"] for path in (r / "output").glob("*.jsonl")
+             for line in path.read_bytes().splitlines() if line.strip()] for r in rounds]
+    assert 1 <= len(rounds) <= 2 and len(sent[0]) == 6  # round 0: 2 categories x 3 prompts, all in one job
+    stats = orjson.loads((recipe.output_dir / "self_instruct_stats.json").read_bytes())
+    assert sum(n for reason, n in stats.items() if reason != "lsh_comparisons") == sum(map(len, sent))
+    generated = [it for it in items if it["prompt_source"] == "self-instruct"]
+    assert len(generated) == stats.get("accepted", 0) and len(items) == 6
+    assert len({it["prompt"] for it in items}) == 6  # seed prompts fill in without repeating one

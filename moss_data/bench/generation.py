@@ -4,12 +4,15 @@ conversation by category and turn, and the projection for MOSS's 1.1M + 300k con
 One vLLM server (the CPU build here; the official one on a GPU machine), one set of planned conversations (the seed
 prompts, turns drawn per category), the same sampling and the same number of requests in flight, twice:
 
-- **raw**: a minimal asyncio client that plays each conversation (assistant reply, user-simulator message, ...)
-  with nothing else: no checks, no retries, no datatrove, no shards. It keeps ``--concurrency`` requests in flight.
-- **engine**: ``run_dialogues`` on the same server (``generation.assistant`` = the endpoint): datatrove's inference
+- **engine**: ``run_dialogues`` on the server (``generation.assistant`` = the endpoint): datatrove's inference
   runner, rollouts with output checks and quarantine, checkpoints and the request cache, conversation shards.
+- **raw**: a minimal asyncio client that plays the same conversations (assistant reply, user-simulator message,
+  ...) with nothing else: no checks, no datatrove, no shards, each conversation making as many requests as the
+  engine's did (a conversation the checks quarantined after its first reply makes one), ``--concurrency`` in
+  flight.
 
-Utilization = engine output tokens/s / raw output tokens/s (target >= 0.9). Raw runs first; both after a warm-up.
+Utilization = engine output tokens/s / raw output tokens/s (target >= 0.9). Both after a warm-up that sends every
+conversation's first request once (the server's prefix cache then favours neither).
 
 Projection: (1.1M + 300k) conversations x measured output tokens per conversation / throughput, for the throughput
 measured here and for the anchor the issue names (about 12k output tokens/s for an 8B model on one H100, vLLM
@@ -57,18 +60,24 @@ async def raw_client(base_url: str, model: str, planned: list[dict], system: str
             return data["choices"][0]["message"]["content"] or ""
 
         async def conversation(i, item):
-            turns, human = [], item["prompt"]
+            """The engine's conversation without the engine: as many requests as it made (``item["requests"]``),
+            reply and user message alternating, each reply taken as it comes."""
+            turns, human, left = [], item["prompt"], item["requests"]
             while True:
                 messages = [{"role": "system", "content": system}]
                 for h, m in turns:
                     messages += [{"role": "user", "content": h}, {"role": "assistant", "content": m}]
                 reply = await ask(messages + [{"role": "user", "content": human}], assistant_params, i * 100 + len(turns))
                 turns.append((human, reply))
-                if len(turns) >= item["target_turns"]:
+                left -= 1
+                if left <= 0:
                     return
                 request = [{"role": "user", "content": user_template.format(
                     transcript=transcript(turns), language_name=LANGUAGE_NAMES[item["language"]])}]
                 human = await ask(request, user_params, i * 100 + 50 + len(turns))
+                left -= 1
+                if left <= 0:
+                    return
 
         start = time.perf_counter()
         await asyncio.gather(*(conversation(i, item) for i, item in enumerate(planned)))
@@ -77,9 +86,8 @@ async def raw_client(base_url: str, model: str, planned: list[dict], system: str
             "output_tokens_per_s": round(tokens["completion"] / seconds, 1)}
 
 
-def per_conversation_figures(recipe) -> dict:
-    """Output tokens per conversation by category, and by turn (a turn: the user message that opens it, then the
-    reply), from the provenance of every conversation (kept and quarantined)."""
+def provenances(recipe) -> list[tuple[str, str, dict]]:
+    """(conversation id, category, provenance) of every conversation the engine wrote, kept or quarantined."""
     import orjson
     import pyarrow.parquet as pq
 
@@ -87,11 +95,21 @@ def per_conversation_figures(recipe) -> dict:
     for kind in ("shards", "quarantine"):
         folder = recipe.output_dir / kind
         if any(folder.glob("*.parquet")):
-            rows += pq.read_table(folder, columns=["category", "provenance"]).to_pylist()
+            rows += pq.read_table(folder, columns=["conversation_id", "category", "provenance"]).to_pylist()
+    return [(row["conversation_id"], row["category"], orjson.loads(row["provenance"])) for row in rows]
+
+
+def requests_per_conversation(recipe) -> dict[str, int]:
+    return {cid: prov["requests"] for cid, _, prov in provenances(recipe)}
+
+
+def per_conversation_figures(recipe) -> dict:
+    """Output tokens per conversation by category, and by turn (a turn: the user message that opens it, then the
+    reply), from the provenance of every conversation (kept and quarantined)."""
+    rows = provenances(recipe)
     by_category, by_turn = defaultdict(list), defaultdict(list)
-    for row in rows:
-        prov = orjson.loads(row["provenance"])
-        by_category[row["category"]].append(prov.get("completion_tokens", 0))
+    for _, category, prov in rows:
+        by_category[category].append(prov.get("completion_tokens", 0))
         for key, value in prov.items():
             if key.startswith("turn") and key.endswith("_completion_tokens"):
                 by_turn[int(key[4:].split("_")[0])].append(value)
@@ -104,7 +122,8 @@ def per_conversation_figures(recipe) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/bench"))
-    parser.add_argument("--per-category", type=int, default=6, help="conversations per category (English seeds)")
+    parser.add_argument("--per-category", type=int, default=3, help="conversations per category and language "
+                        "(the seed prompts: 3 each)")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight, both runs")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--max-turns", type=int, default=3)
@@ -125,7 +144,7 @@ def main() -> None:
     sampling = {"max_new_tokens": args.max_new_tokens, "temperature": 0.7, "top_p": 0.9}
     with serve_vllm(server, "bench", work / "vllm.log") as base_url:
         recipe = DialogueRecipe(
-            name="bench", output_dir=work / "engine", languages=["en"], conversations_per_category=args.per_category,
+            name="bench", output_dir=work / "engine", languages=["en", "zh"], conversations_per_category=args.per_category,
             max_turns=args.max_turns, attempts=1, self_instruct={"enabled": False}, tool_traces={"enabled": False},
             assistant_sampling=sampling, user_sampling=sampling | {"max_new_tokens": 48},
             generation={"assistant": {"kind": "http", "base_url": base_url, "model": "bench"},
@@ -133,14 +152,16 @@ def main() -> None:
         planned = list(plan_conversations(recipe, prepare_prompts(recipe)).values())
         system = meta_instruction(Capabilities())
         user_template = (recipe.prompts_dir / "user_simulator.txt").read_text(encoding="utf-8")
-        warm = planned[: args.concurrency]
-        asyncio.run(raw_client(base_url, "bench", [it | {"target_turns": 1} for it in warm], system, user_template,
+        # warm-up: every conversation's first request once, so both runs find the same prefixes cached
+        asyncio.run(raw_client(base_url, "bench", [it | {"requests": 1} for it in planned], system, user_template,
                                sampling, sampling, args.concurrency))
-        raw = asyncio.run(raw_client(base_url, "bench", planned, system, user_template, sampling,
-                                     sampling | {"max_new_tokens": 48}, args.concurrency))
         start = time.perf_counter()
         run_dialogues(recipe)
         engine_s = time.perf_counter() - start
+        requests = requests_per_conversation(recipe)
+        raw = asyncio.run(raw_client(base_url, "bench", [it | {"requests": requests[it["conversation_id"]]}
+                                                         for it in planned], system, user_template, sampling,
+                                     sampling | {"max_new_tokens": 48}, args.concurrency))
     figures = per_conversation_figures(recipe)
     engine_tokens = figures["output_tokens_per_conversation"] * figures["conversations"]
     engine = {"seconds": round(engine_s, 2), "output_tokens": round(engine_tokens),

@@ -49,6 +49,7 @@ async def checked(llm: RolloutLLM, messages: list[dict], params: SamplingParams,
     for attempt in range(attempts):
         seed = request_seed(params.seed, item["conversation_id"], turn, who, attempt)
         gen = await llm.chat(messages, params.model_copy(update={"seed": seed}), role=role)
+        usage["requests"] += 1
         usage["prompt_tokens"] += gen.prompt_tokens
         usage["completion_tokens"] += gen.completion_tokens
         usage[f"{who}_completion_tokens"] += gen.completion_tokens

@@ -121,7 +121,7 @@ def prepare_prompts(recipe: DialogueRecipe) -> list[dict]:
     for (language, category), prompts in sorted(generated.items()):
         sources = ["self-instruct" if recipe.self_instruct.enabled else "seed"] * len(prompts[:n])
         if len(prompts) < n:  # self-instruct fell short of the quota (a small model): fill with seed prompts
-            fill = seeds[(language, category)][: n - len(prompts)]
+            fill = [seed for seed in seeds[(language, category)] if seed not in prompts][: n - len(prompts)]
             logger.warning(f"self-instruct: {language}/{category} got {len(prompts)} of {n}; {len(fill)} seed prompts fill in")
             prompts, sources = prompts + fill, sources + ["seed"] * len(fill)
         for i, (prompt, source) in enumerate(zip(prompts[:n], sources)):

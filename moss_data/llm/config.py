@@ -46,7 +46,8 @@ class BackendConfig(StrictModel):
                                                       "scripts/vllm_cpu.sh on CPU machines)")
     vllm_args: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="vllm: more server flags, e.g. {max-num-seqs: 256, enforce-eager: true}")
-    start_timeout_s: float = Field(900, gt=0, description="vllm: how long a server may take to become ready")
+    start_timeout_s: float = Field(900, gt=0, description="transformers, vllm: how long loading the model or "
+                                                         "starting the server may take")
 
     @model_validator(mode="after")
     def _http_needs_an_endpoint(self):

@@ -284,7 +284,8 @@ class RoleRouter:
             if key not in by_backend:
                 model = backend.model if backend.kind == "http" else model_path(backend)
                 role_config = replace(config, model_name_or_path=model, server_type="custom",
-                                      model_max_context=backend.max_model_len)
+                                      model_max_context=backend.max_model_len,
+                                      server_start_timeout_sec=backend.start_timeout_s)
                 by_backend[key] = SERVERS[backend.kind](role_config, rank, backend)
             self.servers[role] = by_backend[key]
             self.model_names[role] = by_backend[key].config.model_name_or_path
