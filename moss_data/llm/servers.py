@@ -39,6 +39,7 @@ from moss_data.llm.config import BackendConfig
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = ("assistant", "user", "judge")
+BATCH_WINDOW_S = 0.05
 
 
 def vllm_python(cfg: BackendConfig) -> str:
@@ -223,6 +224,9 @@ class TransformersServer(InferenceServer):
         while True:
             if not waiting:
                 waiting.append(await self._queue.get())
+                # rollouts send their requests within milliseconds of each other: let them gather, or the first
+                # batch would run with one request while the others wait a whole batch for the next
+                await asyncio.sleep(BATCH_WINDOW_S)
             while not self._queue.empty():
                 waiting.append(self._queue.get_nowait())
             # one batch: the oldest request's sampling settings (seed aside), up to batch_size of them
