@@ -123,14 +123,33 @@ async def guarded_rollout(document: Document, generate, *, rollout: Rollout, rol
 
 
 class RolloutRunner(InferenceRunner):
-    """datatrove's runner with our servers: one per role's backend (see :class:`RoleRouter`)."""
+    """datatrove's runner with our servers (one per role's backend, see :class:`RoleRouter`) and a progress bar
+    per task (rollouts finished of the task's items; a resumed task starts at what it had finished)."""
 
-    def __init__(self, *args, roles: dict[str, BackendConfig], **kwargs):
+    def __init__(self, *args, roles: dict[str, BackendConfig], totals: list[int], desc: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.roles = roles
+        self.totals = totals
+        self.desc = desc
+        self._bar = None
 
     def _init_server(self, rank: int):
         return RoleRouter(self.config, rank, self.roles)
+
+    async def _save_document(self, document, output_writer_context, rank, chunk_index, count_processed_stat=True):
+        await super()._save_document(document, output_writer_context, rank, chunk_index, count_processed_stat)
+        if self._bar is not None:
+            self._bar.update()
+
+    def run(self, data, rank: int = 0, world_size: int = 1) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=self.totals[rank], desc=f"{self.desc} (task {rank})", unit="rollout")
+        try:
+            super().run(data, rank, world_size)
+        finally:
+            self._bar.close()
+            self._bar = None
 
 
 def _item_adapter(self, data: dict, path: str, id_in_file: int | str) -> dict:
@@ -163,6 +182,8 @@ def run_rollouts(name: str, items: dict[str, dict], rollout: Rollout, work_dir: 
         checkpoints_local_dir=str(work / "checkpoints"),
         records_per_chunk=generation.records_per_chunk,
         roles=roles,
+        totals=[len(range(task, len(items), tasks)) for task in range(tasks)],
+        desc=name,
     )
     reader = JsonlReader(str(work / "input"), compression=None, adapter=_item_adapter, shuffle_files=False)
     job = Job(f"generate-{name}", [reader, runner], tasks=tasks)
