@@ -123,8 +123,15 @@ rows_per_shard: 1
 def _results_written(out: Path) -> list[str]:
     """Ids of the rollouts the generation runner has finished so far (final chunks and the chunk in progress)."""
     work = out / "generation" / "conversations"
-    return [orjson.loads(line)["id"] for folder in ("output", "checkpoints/00000") if (work / folder).exists()
-            for path in (work / folder).glob("*.jsonl") for line in path.read_bytes().splitlines() if line.strip()]
+    ids = []
+    for folder in ("output", "checkpoints/00000"):
+        for path in (work / folder).glob("*.jsonl") if (work / folder).exists() else ():
+            for line in path.read_bytes().splitlines():
+                try:
+                    ids.append(orjson.loads(line)["id"])
+                except orjson.JSONDecodeError:  # a line the kill cut short (datatrove skips it too, and redoes it)
+                    continue
+    return ids
 
 
 def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
