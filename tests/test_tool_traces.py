@@ -123,8 +123,6 @@ def test_generator_keeps_only_checked_traces(sample_run, tmp_path):
         assert set(pq.read_table(tmp_path / s["file"]).column("reason").to_pylist()) <= known
     kept = []
     for s in store.manifest["shards"]:
-        import orjson
-
         for record in pq.read_table(tmp_path / s["file"]).column("moss_record").to_pylist():
             conv = Conversation.from_record(orjson.loads(record))
             assert check_trace(conv.turns[0], conv.capabilities, ToolRegistry(conv.capabilities, index)) == ""

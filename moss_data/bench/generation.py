@@ -42,8 +42,7 @@ async def raw_client(base_url: str, model: str, planned: list[dict], system: str
 
     from moss_data.llm.openai_api import chat_body
     from moss_data.llm.base import SamplingParams
-    from moss_data.text.scripts import LANGUAGE_NAMES
-    from moss_data.dialogue.conversation import transcript
+    from moss_data.dialogue.conversation import assistant_request, user_request
 
     assistant_params, user_params = SamplingParams(**assistant), SamplingParams(**user)
     tokens = {"completion": 0, "requests": 0}
@@ -64,17 +63,13 @@ async def raw_client(base_url: str, model: str, planned: list[dict], system: str
             reply and user message alternating, each reply taken as it comes."""
             turns, human, left = [], item["prompt"], item["requests"]
             while True:
-                messages = [{"role": "system", "content": system}]
-                for h, m in turns:
-                    messages += [{"role": "user", "content": h}, {"role": "assistant", "content": m}]
-                reply = await ask(messages + [{"role": "user", "content": human}], assistant_params, i * 100 + len(turns))
+                reply = await ask(assistant_request(system, turns, human), assistant_params, i * 100 + len(turns))
                 turns.append((human, reply))
                 left -= 1
                 if left <= 0:
                     return
-                request = [{"role": "user", "content": user_template.format(
-                    transcript=transcript(turns), language_name=LANGUAGE_NAMES[item["language"]])}]
-                human = await ask(request, user_params, i * 100 + 50 + len(turns))
+                human = await ask(user_request(user_template, turns, item["language"]), user_params,
+                                  i * 100 + 50 + len(turns))
                 left -= 1
                 if left <= 0:
                     return
@@ -144,7 +139,8 @@ def main() -> None:
     sampling = {"max_new_tokens": args.max_new_tokens, "temperature": 0.7, "top_p": 0.9}
     with serve_vllm(server, "bench", work / "vllm.log") as base_url:
         recipe = DialogueRecipe(
-            name="bench", output_dir=work / "engine", languages=["en", "zh"], conversations_per_category=args.per_category,
+            name="bench", output_dir=work / "engine", languages=["en", "zh"],
+            conversations_per_category=args.per_category,
             max_turns=args.max_turns, attempts=1, self_instruct={"enabled": False}, tool_traces={"enabled": False},
             assistant_sampling=sampling, user_sampling=sampling | {"max_new_tokens": 48},
             generation={"assistant": {"kind": "http", "base_url": base_url, "model": "bench"},

@@ -63,6 +63,20 @@ async def checked(llm: RolloutLLM, messages: list[dict], params: SamplingParams,
     raise AssertionError("unreachable")
 
 
+def assistant_request(system: str, turns: list[tuple[str, str]], human: str) -> list[dict]:
+    """The assistant's context: the meta instruction, the turns so far, the user's new message."""
+    messages = [{"role": "system", "content": system}]
+    for h, m in turns:
+        messages += [{"role": "user", "content": h}, {"role": "assistant", "content": m}]
+    return messages + [{"role": "user", "content": human}]
+
+
+def user_request(user_template: str, turns: list[tuple[str, str]], language: str) -> list[dict]:
+    """The user simulator's request: the transcript so far, in the conversation's language."""
+    return [{"role": "user", "content": user_template.format(transcript=transcript(turns),
+                                                             language_name=LANGUAGE_NAMES[language])}]
+
+
 def transcript(turns: list[tuple[str, str]]) -> str:
     return "\n".join(line for human, moss in turns for line in (f"User: {human}", f"Assistant: {moss}"))
 
@@ -84,19 +98,13 @@ async def conversation_rollout(item: dict, llm: RolloutLLM, *, router, system: s
     human = item["prompt"]
     try:
         while True:
-            messages = [{"role": "system", "content": system}]
-            for h, m in turns:
-                messages += [{"role": "user", "content": h}, {"role": "assistant", "content": m}]
-            messages.append({"role": "user", "content": human})
-            reply = await checked(llm, messages, assistant_params, "reply", "assistant", item, len(turns), attempts,
-                                  router, human, usage)
+            reply = await checked(llm, assistant_request(system, turns, human), assistant_params, "reply",
+                                  "assistant", item, len(turns), attempts, router, human, usage)
             turns.append((human, reply))
             if len(turns) >= item["target_turns"]:
                 break
-            request = [{"role": "user", "content": user_template.format(
-                transcript=transcript(turns), language_name=LANGUAGE_NAMES[item["language"]])}]
-            message = await checked(llm, request, user_params, "user", "user", item, len(turns), attempts, router,
-                                    reply, usage)
+            message = await checked(llm, user_request(user_template, turns, item["language"]), user_params, "user",
+                                    "user", item, len(turns), attempts, router, reply, usage)
             human = message.removeprefix("User:").strip()
     except Failed as failed:
         return {"status": "quarantine", "reason": failed.reason, "raw": failed.raw, **_usage(usage)}

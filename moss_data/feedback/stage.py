@@ -27,7 +27,6 @@ from pydantic import Field
 from moss_data.feedback.cache import JsonlCache
 from moss_data.feedback.candidates import make_candidates
 from moss_data.feedback.contexts import contexts_of
-from moss_data.feedback.judge import Judge
 from moss_data.feedback.judging import Judging, again_key, consistency_sample, position_sample
 from moss_data.feedback.pairs import build_pairs, with_prompts_from
 from moss_data.feedback.report import write_report

@@ -70,7 +70,8 @@ def as_chat_response(data: dict) -> dict:
     return data
 
 
-def generation_of(text: str | None, finish_reason: str | None, usage: dict | None, params: SamplingParams) -> Generation:
+def generation_of(text: str | None, finish_reason: str | None, usage: dict | None,
+                  params: SamplingParams) -> Generation:
     # Servers differ on whether a matched stop string is returned; cut it here so every backend agrees.
     text, _ = cut_at_stop(text or "", params.stop)
     usage = usage or {}

@@ -84,14 +84,8 @@ class RolloutLLM:
     def kind(self, role: str) -> str:
         return self._roles[role].kind
 
-    def label(self, role: str) -> str:
-        return self._roles[role].label
-
     async def chat(self, messages: list[dict], params: SamplingParams, role: str = "assistant") -> Generation:
         return await self._send(openai_api.chat_body(messages, params), params, role)
-
-    async def complete(self, prompt: str, params: SamplingParams, role: str = "assistant") -> Generation:
-        return await self._send(openai_api.completion_body(prompt, params), params, role)
 
     async def _send(self, body: dict, params: SamplingParams, role: str) -> Generation:
         if role not in self._roles:

@@ -14,8 +14,8 @@ the runner sends every request through ``make_request``. Ours:
 - :class:`RoleRouter`: what the runner sees: starts each distinct backend once and routes a request by its
   ``role`` field; roles sharing a backend share its server.
 
-All three answer both chat requests and plain completions (a body with ``prompt``), always in the chat shape
-(datatrove's runner reads ``message.content``).
+Rollouts send chat requests; the HTTP kinds also pass plain completions (a body with ``prompt``) through, and answer
+in the chat shape either way (datatrove's runner reads ``message.content``).
 """
 
 from __future__ import annotations
@@ -231,8 +231,11 @@ class TransformersServer(InferenceServer):
                 waiting.append(self._queue.get_nowait())
             # one batch: the oldest request's sampling settings (seed aside), up to batch_size of them
             key = _batch_key(waiting[0][0])
-            batch = [item for item in waiting if _batch_key(item[0]) == key][: self.backend_config.batch_size]
-            waiting = [item for item in waiting if not any(item is b for b in batch)]
+            batch, rest = [], []
+            for item in waiting:
+                fits = len(batch) < self.backend_config.batch_size and _batch_key(item[0]) == key
+                (batch if fits else rest).append(item)
+            waiting = rest
             try:
                 generations = await asyncio.to_thread(self._generate, [payload for payload, _ in batch])
                 for (_, future), generation in zip(batch, generations):
@@ -247,12 +250,10 @@ class TransformersServer(InferenceServer):
     def _generate(self, payloads: list[dict]) -> list[Generation]:
         params = openai_api.params_of(payloads[0])  # one seed per batch: rows of a sampled batch still differ
         if params.choices:  # constrained to one-token choices: the model's probabilities over exactly those
-            texts = [p["prompt"] if "prompt" in p else self.model.render(p["messages"]) for p in payloads]
+            texts = [self.model.render(p["messages"]) for p in payloads]
             picks = [pick(probs, params.temperature, np.random.default_rng(p.get("seed") or 0))
                      for p, probs in zip(payloads, self.model.choose(texts, params.choices))]
             return [Generation(text, "stop", completion_tokens=1) for text in picks]
-        if "prompt" in payloads[0]:
-            return self.model.complete([p["prompt"] for p in payloads], params)
         return self.model.chat([p["messages"] for p in payloads], params)
 
 
@@ -265,9 +266,9 @@ def pick(probs: dict[str, float], temperature: float, rng: np.random.Generator) 
     return names[rng.choice(len(names), p=p / p.sum())]
 
 
-def _batch_key(payload: dict) -> tuple:
+def _batch_key(payload: dict) -> str:
     params = openai_api.params_of(payload).model_dump(exclude={"seed"})
-    return ("prompt" in payload, repr(sorted(params.items())))
+    return repr(sorted(params.items()))
 
 
 SERVERS = {"transformers": TransformersServer, "http": EndpointServer, "vllm": VLLMModuleServer}
