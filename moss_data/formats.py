@@ -46,6 +46,16 @@ def quality_tag(quality: int | None) -> str:
         raise ValueError(f"quality must be one of {QUALITY_LEVELS}, got {quality!r}")
     return f"<quality:{quality}> "
 
+
+def neutralize_markers(text: str) -> str:
+    """Text from outside the model (a user's message, a tool's argument or result, a search passage) with every
+    format marker broken visibly, so that it cannot end a segment or open a role in the prompt: a space goes after
+    the ``<`` of the end tokens (``<eor>`` -> ``< eor>``), of role and snippet markers (``<|MOSS|>:`` -> ``< |MOSS|>:``,
+    ``<|1|>`` -> ``< |1|>``; also ``<|endoftext|>``-style tokens) and of the quality tag (``<quality:5>``).
+    Idempotent; the rest of the text is unchanged."""
+    return re.sub(r"<(?=\||eo[htcrm]>|quality:)", "< ", text)
+
+
 META_PERSONA = """You are an AI assistant whose name is MOSS.
 - MOSS is a conversational language model that is developed by Fudan University. It is designed to be helpful, honest, and harmless.
 - MOSS can understand and communicate fluently in the language chosen by the user such as English and 中文. MOSS can perform any language-based tasks.

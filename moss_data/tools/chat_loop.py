@@ -13,6 +13,11 @@ The model's command text is parsed, never evaluated; a command that does not par
 in the turn's ``problems`` (the reply is still generated, from ``None`` results). History is trimmed from the
 oldest turn so the prompt stays within ``max_prompt_chars`` (the meta instruction and the new message are kept).
 The same loop serves ``moss-train chat`` and evaluation of tool-call accuracy.
+
+Text from outside the model enters the prompt with its format markers neutralised
+(:func:`moss_data.formats.neutralize_markers`): the user's message (``<eoh><|MOSS|>:`` in a message cannot end the
+Human segment), the commands' arguments as written back into the Commands segment, and the tools' results (the
+registry neutralises them too; doing it again here is harmless, the function is idempotent).
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from moss_data.llm import Backend, Generation, SamplingParams
-from moss_data.formats import (Capabilities, CommandSyntaxError, Turn, meta_instruction, parse_commands,
-                               quality_tag)
+from moss_data.formats import (Capabilities, Command, CommandSyntaxError, Turn, meta_instruction,
+                               neutralize_markers, parse_commands, quality_tag)
 from moss_data.tools.registry import ToolRegistry, TurnResults
 
 
@@ -68,8 +73,8 @@ class MossChat:
         self.history: list[Turn] = []
 
     def prompt(self, human: str) -> str:
-        """The pass-1 prompt, with the oldest turns dropped until it fits."""
-        tail = f"<|Human|>: {human}<eoh>\n<|Inner Thoughts|>:"
+        """The pass-1 prompt, with the oldest turns dropped until it fits (the message's markers neutralised)."""
+        tail = f"<|Human|>: {neutralize_markers(human)}<eoh>\n<|Inner Thoughts|>:"
         turns = list(self.history)
         while turns and len(self.meta) + sum(len(t.serialize()) for t in turns) + len(tail) > self.max_prompt_chars:
             turns.pop(0)
@@ -100,14 +105,17 @@ class MossChat:
     def send(self, human: str, on_text: Callable[[str, str], None] | None = None) -> ChatTurn:
         """One turn. ``on_text(segment, text)`` sees the text as it is produced (segment: "thoughts", "results",
         "reply"; streamed piece by piece where the backend can), for a CLI to show."""
+        human = neutralize_markers(human)
         prompt = self.prompt(human)
         thought, commands_text, problems = self.first_pass(prompt, on_text)
         try:
-            commands = parse_commands(commands_text, max_commands=self.registry.max_calls)
+            commands = [Command(c.name, neutralize_markers(c.argument))
+                        for c in parse_commands(commands_text, max_commands=self.registry.max_calls)]
             results = self.registry.execute(commands_text) if commands else TurnResults("None")
         except CommandSyntaxError as e:
             problems.append(f"command did not parse: {e}")
             commands, results = [], TurnResults("None")
+        results.text = neutralize_markers(results.text)
         if on_text:
             on_text("results", results.text)
         partial = Turn(human, "", thought, commands, results.text).segments()
