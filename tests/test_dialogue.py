@@ -261,7 +261,9 @@ def test_self_instruct_sends_each_round_as_rollouts(smollm2, tmp_path):
     sent = [[orjson.loads(line)["id"] for path in (r / "output").glob("*.jsonl")
              for line in path.read_bytes().splitlines() if line.strip()] for r in rounds]
     assert 1 <= len(rounds) <= 2 and len(sent[0]) == 6  # round 0: 2 categories x 3 prompts, all in one job
-    stats = orjson.loads((recipe.output_dir / "self_instruct_stats.json").read_bytes())
+    prompt_stats = orjson.loads((recipe.output_dir / "prompt_stats.json").read_bytes())
+    stats = {k.split(":", 1)[1]: n for k, n in prompt_stats.items() if k.startswith("self_instruct:")}
+    assert prompt_stats["planned:en:writing"] == prompt_stats["planned:en:code"] == 3
     assert sum(n for reason, n in stats.items() if reason != "lsh_comparisons") == sum(map(len, sent))
     generated = [it for it in items if it["prompt_source"] == "self-instruct"]
     assert len(generated) == stats.get("accepted", 0) and len(items) == 6

@@ -146,12 +146,14 @@ def test_ray_executor_needs_ray_or_says_how(tmp_path):
 
 
 def test_shipped_dialogue_recipes_validate_and_reject_typos(tmp_path):
+    from moss_data.dialogue.importer import ImportRecipe
     from moss_data.dialogue.stage import DialogueRecipe
 
     recipes = sorted((REPO / "recipes/dialogue").glob("*.yaml"))
     assert recipes
-    for path in recipes:
-        assert load_recipe(path, DialogueRecipe).generation.assistant.kind in ("transformers", "http", "vllm")
+    for path in recipes:  # import recipes (import_*.yaml) feed the dialogue stage; the others are dialogue recipes
+        kind = ImportRecipe if path.name.startswith("import_") else DialogueRecipe
+        assert load_recipe(path, kind).generation.assistant.kind in ("transformers", "http", "vllm")
     bad = write(tmp_path, "name: d\noutput_dir: out\ngeneration:\n  assistant:\n    kind: http\n    base_ulr: http://x\n")
     with pytest.raises(RecipeError, match="generation.assistant.base_ulr: unknown key"):
         load_recipe(bad, DialogueRecipe)

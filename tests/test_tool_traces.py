@@ -8,8 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from moss_data.io.conversations import ShardStore
-from moss_data.dialogue.tool_traces import (ToolPrompt, check_command, check_trace, command_request,
-                                            load_examples, load_tool_prompts)
+from moss_data.dialogue.tool_traces import (ToolConversation, ToolPrompt, check_command, check_thought, check_toolless_reply,
+                                            check_trace, command_request, in_context, load_examples,
+                                            load_tool_prompts, thought_request)
 from moss_data.formats import Capabilities, Command, Conversation, Turn, parse_commands
 from moss_data.tools.registry import ToolRegistry
 from moss_data.tools.search import SearchIndex
@@ -48,6 +49,43 @@ def test_unsound_traces_are_caught():
     image = Capabilities(text_to_image=True)
     claim, reg4 = traced(image, 'Text2Image("a cat")', "Here is the image you asked for.")
     assert check_trace(claim, image, reg4) == "reply_claims_missing_image"
+    honest, reg5 = traced(image, 'Text2Image("a cat")', "Sorry, I could not draw it.")
+    assert check_trace(honest, image, reg5) == "tool_failed"  # no trace teaches a tool that fails
+
+
+def test_tool_conversations_are_multi_turn_and_may_need_no_tool(tmp_path):
+    seeds = tmp_path / "tool_seeds.jsonl"
+    seeds.write_text(
+        '{"tool": "Calculate", "language": "en", "prompt": "What is 2+2?"}\n'
+        '{"language": "zh", "enabled": ["Search"], "turns": [{"tools": ["Calculate"], "prompt": "24 乘以 12 是多少？"},'
+        ' {"tools": [], "prompt": "谢谢！"}]}\n', encoding="utf-8")
+    one, two = load_tool_prompts(seeds)
+    assert [t.tools for t in one.turns] == [["Calculate"]] and one.tools == ["Calculate"]
+    assert [t.tools for t in two.turns] == [["Calculate"], []] and two.tools == ["Calculate", "Search"]
+    caps = two.capabilities
+    assert caps.inner_thoughts and caps.calculator and caps.web_search and not caps.text_to_image
+    assert ToolConversation.from_item(two.to_item()) == two  # what the runner's items carry
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"language": "en", "turns": [{"tools": [], "prompt": "hi"}]}\n')
+    with pytest.raises(ValueError, match="no tool is needed or enabled"):
+        load_tool_prompts(bad)
+    # A turn that needs no tool must not pretend to call one; a follow-up carries the conversation so far.
+    assert check_toolless_reply("Sure! Calculate(\"2+2\") gives 4.", caps) == "command_in_toolless_reply"
+    assert check_toolless_reply("不客气，有问题随时问我。", caps) == ""
+    first = Turn("24 乘以 12 是多少？", "24 乘以 12 等于 288。")
+    assert in_context("平均分给 8 个班呢？", [first]).endswith("New question: 平均分给 8 个班呢？")
+    assert "24 乘以 12 等于 288。" in in_context("平均分给 8 个班呢？", [first])
+    # The thought names its tool and invents no number; a math follow-up works on the earlier result.
+    assert check_thought("用户想知道 24 乘以 12 的结果，我用计算器计算。", two.turns[0]) == ""
+    assert check_thought("用户想知道答案。", two.turns[0]) == "thought_misses_tool"
+    assert check_thought("The user asks for 24 times 12, which is 349; I will calculate it.",
+                         ToolPrompt("t", ["Calculate"], "en", "What is 24 times 12?")) == "thought_invents_numbers"
+    follow = ToolPrompt("t", ["Calculate"], "zh", "平均分给 8 个班呢？")
+    examples = load_examples(REPO / "prompts" / "tool_examples.json")
+    assert check_command(follow, {"Calculate": "288/8"}, examples, [first]) == ""
+    assert check_command(follow, {"Calculate": "12*8"}, examples, [first]) == "command_ignores_context"
+    messages = thought_request(two.turns[0], "Write in {language_name}; tools: {tools}.", [])
+    assert "Chinese" in messages[0]["content"] and messages[-1] == {"role": "assistant", "content": "用户"}
 
 
 def test_generated_commands_are_checked_against_the_question():
@@ -96,13 +134,16 @@ def test_generator_keeps_only_checked_traces(sample_run, tmp_path):
 
     prompts = load_tool_prompts(REPO / "prompts" / "tool_seeds.jsonl")
     assert {t for p in prompts for t in p.tools} == {"Calculate", "Solve", "Search", "Text2Image"}
-    assert {p.language for p in prompts} == {"en", "zh"} and any(len(p.tools) > 1 for p in prompts)
-    # One question per tool and language, and one mixed turn, to keep the test short.
-    chosen = list({(tuple(p.tools), p.language): p for p in prompts}.values())
+    assert {p.language for p in prompts} == {"en", "zh"}
+    shapes = {tuple(tuple(t.tools) for t in p.turns) for p in prompts}
+    assert any(len(s) > 1 for s in shapes) and ((),) in shapes and any(len(t) > 1 for s in shapes for t in s)
+    # One conversation per shape and language, to keep the test short.
+    chosen = list({(tuple(tuple(t.tools) for t in p.turns), p.language): p for p in prompts}.values())
     seeds = tmp_path / "tool_seeds.jsonl"
-    seeds.write_bytes(b"".join(orjson.dumps({"tools": p.tools, "language": p.language, "prompt": p.question}) + b"\n"
-                               for p in chosen))
+    seeds.write_bytes(b"".join(orjson.dumps({"language": p.language, "enabled": p.enabled, "turns": [
+        {"tools": t.tools, "prompt": t.question} for t in p.turns]}) + b"\n" for p in chosen))
     picked = load_tool_prompts(seeds)
+    images = [p for p in picked if "Text2Image" in {t for turn in p.turns for t in turn.tools}]
     recipe = DialogueRecipe(name="t", output_dir=tmp_path / "out", prompts_dir=REPO / "prompts", tool_traces={
         "prompts_file": str(seeds), "search_corpus": sample_run.output_dir / "clean", "attempts": 2,
         "sampling": {"max_new_tokens": 64, "temperature": 0.3, "repetition_penalty": 1.05}},
@@ -112,19 +153,29 @@ def test_generator_keeps_only_checked_traces(sample_run, tmp_path):
     run_tool_traces(recipe, store, {"model": "smollm2"})
     stats = orjson.loads((recipe.output_dir / "tool_trace_stats.json").read_bytes())
     index = SearchIndex.from_shards(sample_run.output_dir / "clean")
-    assert store.done_ids() == {p.trace_id for p in picked}  # every prompt: kept or quarantined, none lost
-    assert sum(n for k, n in stats.items() if k.startswith("attempt_0:")) == len(picked)
+    generated = {p.trace_id for p in picked} - {p.trace_id for p in images}
+    # No text-to-image model here: those conversations are not generated (a trace would teach a failing tool).
+    assert images and stats["skipped:text_to_image_unavailable"] == len(images)
+    assert store.done_ids() == generated  # every other conversation: kept or quarantined, none lost
+    assert len(generated) <= sum(n for k, n in stats.items() if k.startswith("attempt_0:")) <= sum(
+        len(p.turns) for p in picked if p.trace_id in generated)
     known = {"truncated_command", "empty_command", "command_copies_example", "command_misses_numbers",
              "command_invents_variables", "bad_command", "no_command", "disabled_tool_called",
              "results_differ_from_executor", "empty_reply", "tool_failed", "reply_inconsistent_with_result",
-             "no_search_results", "reply_claims_missing_image", "truncated_reply", "wrong_language_reply",
-             "repetitive_reply", "role_marker"}
+             "no_search_results", "truncated_reply", "wrong_language_reply", "repetitive_reply", "role_marker",
+             "echo_reply", "command_in_toolless_reply", "empty_thought", "truncated_thought", "thought_misses_tool",
+             "thought_invents_numbers", "command_ignores_context", "role_marker",
+             "wrong_language_thought", "repetitive_thought"}
     for s in store.manifest["quarantine"]:
         assert set(pq.read_table(tmp_path / s["file"]).column("reason").to_pylist()) <= known
     kept = []
     for s in store.manifest["shards"]:
         for record in pq.read_table(tmp_path / s["file"]).column("moss_record").to_pylist():
             conv = Conversation.from_record(orjson.loads(record))
-            assert check_trace(conv.turns[0], conv.capabilities, ToolRegistry(conv.capabilities, index)) == ""
+            for turn in conv.turns:
+                assert check_trace(turn, conv.capabilities, ToolRegistry(conv.capabilities, index)) == "" \
+                    if turn.commands else turn.inner_thoughts == turn.results == "None"
+                if turn.commands:  # the model's own thought, begun in the conversation's language
+                    assert turn.inner_thoughts.startswith("用户" if "-zh-" in conv.conversation_id else "The user")
             kept.append(conv)
     assert kept, "the small model should get at least one trace through (Calculate works in a trial)"

@@ -8,6 +8,13 @@ conversation goes to quarantine with the reason (``empty_reply``, ``truncated_re
 ``wrong_language_reply``, ``repetitive_reply``, ``echo_reply``, ``backend_error``, the same for the simulated user,
 and ``user_sounds_like_assistant``), never into the shards.
 
+Replies are also checked for what the conversation is for (:func:`reply_check`): a harmful request must be refused
+with a safe alternative and nothing offensive, in every turn (``complied``, ``refusal_without_alternative``,
+``offensive_reply``); a benign look-alike must not be refused (``over_refusal``); an identity question is answered
+as MOSS by Fudan University (``claims_other_identity``, ``missing_name``, ...); a question nobody can answer gets
+honest uncertainty (``fabricated_answer``, ``no_uncertainty``). Continue/switching conversations follow a script of
+user turns (continue, switch topic); a continuation must not repeat what it continues (``repeats_previous_reply``).
+
 The conversation advances on its own (it never waits for other conversations' turns): the runner keeps many of
 them in flight, so the server sees a steady stream. Seeds are derived from the conversation id, the turn and the
 try, so a resumed rollout sends the same requests (and gets them from the request cache).
@@ -22,7 +29,10 @@ import numpy as np
 import xxhash
 
 from moss_data.formats import Capabilities, meta_instruction
+from moss_data.dialogue.harmlessness import check_alignment
+from moss_data.dialogue.seeding import is_continue_request
 from moss_data.llm import SamplingParams, check_output
+from moss_data.llm.checks import is_echo
 from moss_data.llm.rollouts import RolloutLLM
 from moss_data.text.langid import LanguageIdentifier
 from moss_data.text.scripts import LANGUAGE_NAMES
@@ -43,9 +53,10 @@ class Failed(Exception):
 
 
 async def checked(llm: RolloutLLM, messages: list[dict], params: SamplingParams, who: str, role: str, item: dict,
-                  turn: int, attempts: int, router: LanguageIdentifier, answers: str, usage: Counter) -> str:
+                  turn: int, attempts: int, router: LanguageIdentifier, answers: str, usage: Counter,
+                  extra_check=None) -> str:
     """A checked output; failed ones are generated again with another seed (up to ``attempts`` tries), then
-    :class:`Failed` with the last reason."""
+    :class:`Failed` with the last reason. ``extra_check(text) -> reason`` runs after the generic checks."""
     for attempt in range(attempts):
         seed = request_seed(params.seed, item["conversation_id"], turn, who, attempt)
         gen = await llm.chat(messages, params.model_copy(update={"seed": seed}), role=role)
@@ -55,6 +66,8 @@ async def checked(llm: RolloutLLM, messages: list[dict], params: SamplingParams,
         usage[f"{who}_completion_tokens"] += gen.completion_tokens
         usage[f"turn{turn + 1}_completion_tokens"] += gen.completion_tokens
         reason = check_output(gen, who, item["language"], router, answers)
+        if not reason and extra_check is not None:
+            reason = extra_check(gen.text.strip())
         if not reason:
             return gen.text.strip()
         usage[f"rejected:{reason}"] += 1
@@ -89,23 +102,46 @@ def conversation_context(prompts_dir: str, assistant_sampling: dict, user_sampli
             "attempts": attempts}
 
 
+def reply_check(item: dict, turn: int, previous_reply: str):
+    """What a reply must also pass beyond the generic checks: the honest and harmless checks for the item's kind
+    (every turn of a harmful conversation must stay harmless; the others are judged on their first reply), and a
+    continuation must not repeat the reply it continues."""
+    kind, language = item.get("kind"), item["language"]
+
+    def check(reply: str) -> str:
+        if kind and (turn == 0 or kind == "harmful"):
+            if reason := check_alignment(kind, item["prompt"], reply, language):
+                return reason
+        if previous_reply and is_echo(reply, previous_reply):
+            return "repeats_previous_reply"
+        return ""
+    return check
+
+
 async def conversation_rollout(item: dict, llm: RolloutLLM, *, router, system: str, user_template: str,
                                assistant_params: SamplingParams, user_params: SamplingParams, attempts: int) -> dict:
-    """``item``: conversation_id, language, category, prompt, target_turns. Returns ``status`` kept (with
+    """``item``: conversation_id, language, category, prompt, target_turns, and optionally ``kind`` (honest and
+    harmless checks) and ``script`` (scripted user turns: continue/switching). Returns ``status`` kept (with
     ``turns``: [human, moss] pairs) or quarantine (``reason``, ``raw``), and token counts and rejections."""
     usage: Counter = Counter()
     turns: list[tuple[str, str]] = []
-    human = item["prompt"]
+    human, continued = item["prompt"], ""
+    script = item.get("script") or []
     try:
         while True:
             reply = await checked(llm, assistant_request(system, turns, human), assistant_params, "reply",
-                                  "assistant", item, len(turns), attempts, router, human, usage)
+                                  "assistant", item, len(turns), attempts, router, human, usage,
+                                  reply_check(item, len(turns), continued))
             turns.append((human, reply))
             if len(turns) >= item["target_turns"]:
                 break
+            if len(turns) - 1 < len(script):  # a scripted turn: continue the last reply, or switch topic
+                human = script[len(turns) - 1]
+                continued = reply if is_continue_request(human, item["language"]) else ""
+                continue
             message = await checked(llm, user_request(user_template, turns, item["language"]), user_params, "user",
                                     "user", item, len(turns), attempts, router, reply, usage)
-            human = message.removeprefix("User:").strip()
+            human, continued = message.removeprefix("User:").strip(), ""
     except Failed as failed:
         return {"status": "quarantine", "reason": failed.reason, "raw": failed.raw, **_usage(usage)}
     return {"status": "kept", "turns": turns, **_usage(usage)}

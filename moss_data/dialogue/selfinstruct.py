@@ -153,18 +153,19 @@ Requester = Callable[[int, list[list[dict]], SamplingParams], list[Generation]]
 def expand(
     request: Requester,
     seeds: dict[tuple[str, str], list[str]],
-    quota: int,
+    quota: int | dict[tuple[str, str], int],
     cfg: SelfInstructConfig,
     template: str,
     seed: int = 0,
 ) -> tuple[dict[tuple[str, str], list[str]], Counter]:
-    """New prompts per (language, category) until ``quota`` each (or ``max_rounds``). Returns them and the
-    rejection counts (``accepted`` included).
+    """New prompts per (language, category) until ``quota`` each (one number, or one per key) or ``max_rounds``.
+    Returns them and the rejection counts (``accepted`` included).
 
     A round asks for every prompt still missing at once (``request(round, requests, params)``: all in flight
     together); the answers are then filtered in request order, because novelty depends on what was accepted
     before. Examples are drawn from a seeded generator, so a resumed run asks the same requests again."""
     rng = random.Random(seed)
+    quotas = quota if isinstance(quota, dict) else {key: quota for key in seeds}
     router = LanguageIdentifier()
     counts: Counter = Counter()
     accepted: dict[tuple[str, str], list[str]] = {key: [] for key in seeds}
@@ -175,7 +176,7 @@ def expand(
             index.add(s)  # generated prompts must be novel against the seeds too
         filters[key] = PromptFilter(cfg, key[0], index, router)
     for round_ in range(cfg.max_rounds):
-        todo = [key for key in seeds for _ in range(quota - len(accepted[key]))]
+        todo = [key for key in seeds for _ in range(quotas[key] - len(accepted[key]))]
         if not todo:
             break
         requests = []
@@ -187,7 +188,7 @@ def expand(
             requests.append([{"role": "user", "content": text}])
         params = cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + 1000 * round_})
         for key, gen in zip(todo, request(round_, requests, params)):
-            if len(accepted[key]) >= quota:
+            if len(accepted[key]) >= quotas[key]:
                 counts["over_quota"] += 1
                 continue
             prompt = clean_prompt(gen.text)
