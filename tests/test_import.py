@@ -133,7 +133,7 @@ def test_skip_reasons_are_counted_and_pii_can_be_scrubbed(sets, tmp_path):
     assert src["read"] == len(lines) and src["kept"] == 7 and accounted(src)
     assert json.loads((tmp_path / "drop" / REPORT_FILE).read_text())["totals"]["read"] == len(lines)
 
-    report = run_import(recipe(tmp_path / "scrub", [{"path": path}], pii="scrub", markers="neutralise"))
+    report = run_import(recipe(tmp_path / "scrub", [{"path": path}], pii="scrub", markers="remove"))
     src = report["sources"]["mixed"]
     assert "pii" not in src["skipped"] and "format_markers" not in src["skipped"] and src["kept"] == 9, src["skipped"]
     assert src["notes"]["pii_scrubbed"] == 1 and src["notes"]["markers_removed"] == 1

@@ -80,10 +80,14 @@ def test_tool_conversations_are_multi_turn_and_may_need_no_tool(tmp_path):
     assert check_thought("用户想知道答案。", two.turns[0]) == "thought_misses_tool"
     assert check_thought("The user asks for 24 times 12, which is 349; I will calculate it.",
                          ToolPrompt("t", ["Calculate"], "en", "What is 24 times 12?")) == "thought_invents_numbers"
-    follow = ToolPrompt("t", ["Calculate"], "zh", "平均分给 8 个班呢？")
+    follow = ToolPrompt("t", ["Calculate"], "zh", "再平均分给 8 个班呢？")
     examples = load_examples(REPO / "prompts" / "tool_examples.json")
     assert check_command(follow, {"Calculate": "288/8"}, examples, [first]) == ""
     assert check_command(follow, {"Calculate": "12*8"}, examples, [first]) == "command_ignores_context"
+    fresh = ToolPrompt("t", ["Calculate"], "en", "What is 12 times 8?")  # a new question, not a follow-up
+    assert check_command(fresh, {"Calculate": "12*8"}, examples, [first]) == ""
+    assert check_thought("The user wants to know the address; I will add it.",
+                         ToolPrompt("t", ["Search"], "en", "Where is the museum?")) == "thought_misses_tool"
     messages = thought_request(two.turns[0], "Write in {language_name}; tools: {tools}.", [])
     assert "Chinese" in messages[0]["content"] and messages[-1] == {"role": "assistant", "content": "用户"}
 

@@ -9,8 +9,8 @@ conversation goes to quarantine with the reason (``empty_reply``, ``truncated_re
 and ``user_sounds_like_assistant``), never into the shards.
 
 Replies are also checked for what the conversation is for (:func:`reply_check`): a harmful request must be refused
-with a safe alternative and nothing offensive, in every turn (``complied``, ``refusal_without_alternative``,
-``offensive_reply``); a benign look-alike must not be refused (``over_refusal``); an identity question is answered
+with a safe alternative (``complied``, ``refusal_without_alternative``), and no reply of an honest or harmless
+conversation may be offensive (``offensive_reply``); a benign look-alike must not be refused (``over_refusal``); an identity question is answered
 as MOSS by Fudan University (``claims_other_identity``, ``missing_name``, ...); a question nobody can answer gets
 honest uncertainty (``fabricated_answer``, ``no_uncertainty``). Continue/switching conversations follow a script of
 user turns (continue, switch topic); a continuation must not repeat what it continues (``repeats_previous_reply``).
@@ -29,7 +29,7 @@ import numpy as np
 import xxhash
 
 from moss_data.formats import Capabilities, meta_instruction
-from moss_data.dialogue.harmlessness import check_alignment
+from moss_data.dialogue.harmlessness import check_alignment, check_offensive
 from moss_data.dialogue.seeding import is_continue_request
 from moss_data.llm import SamplingParams, check_output
 from moss_data.llm.checks import is_echo
@@ -103,14 +103,17 @@ def conversation_context(prompts_dir: str, assistant_sampling: dict, user_sampli
 
 
 def reply_check(item: dict, turn: int, previous_reply: str):
-    """What a reply must also pass beyond the generic checks: the honest and harmless checks for the item's kind
-    (every turn of a harmful conversation must stay harmless; the others are judged on their first reply), and a
-    continuation must not repeat the reply it continues."""
+    """What a reply must also pass beyond the generic checks: the honest and harmless checks for the item's kind on
+    the first reply (later turns answer the simulated user's follow-ups, which may be harmless: they are checked for
+    offensive language only), and a continuation must not repeat the reply it continues."""
     kind, language = item.get("kind"), item["language"]
 
     def check(reply: str) -> str:
-        if kind and (turn == 0 or kind == "harmful"):
+        if kind and turn == 0:
             if reason := check_alignment(kind, item["prompt"], reply, language):
+                return reason
+        elif kind:
+            if reason := check_offensive(reply, language):
                 return reason
         if previous_reply and is_echo(reply, previous_reply):
             return "repeats_previous_reply"

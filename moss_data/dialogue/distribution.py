@@ -19,7 +19,7 @@ from moss_data.io.conversations import manifest_path, read_conversations
 # Thousands of conversations in the released data; "others" groups honest and continue/switching.
 MOSS_COUNTS_K = {"writing": 341, "role-play": 246, "code": 198, "brainstorming": 99, "complex instruction": 96,
                  "harmless": 75, "others": 20, "tool": 350}
-MOSS_MEAN_TURNS = {"writing": 5.5, "role-play": 5.5, "code": 5.5, "brainstorming": 5.5, "complex instruction": None,
+RELEASED_MEAN_TURNS = {"writing": 5.5, "role-play": 5.5, "code": 5.5, "brainstorming": 5.5, "complex instruction": None,
                    "harmless": 3.0, "others": 3.0, "tool": 1.5}
 OTHERS = ("honest", "continue/switching")
 
@@ -44,7 +44,7 @@ def distribution(run_dir: Path, quarantined: Counter | None = None) -> dict:
         rows[group] = {"kept": kept[group], "share": round(kept[group] / total, 4) if total else 0.0,
                        "moss_share": round(MOSS_COUNTS_K[group] / moss_total, 4),
                        "mean_turns": round(sum(turns[group]) / len(turns[group]), 2) if turns[group] else None,
-                       "moss_mean_turns": MOSS_MEAN_TURNS[group],
+                       "moss_mean_turns": RELEASED_MEAN_TURNS[group],
                        "quarantined": (quarantined or Counter())[group]}
     return {"kept": total, "groups": rows, "by_language_category": dict(sorted(by_language.items()))}
 

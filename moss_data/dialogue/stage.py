@@ -24,7 +24,7 @@ from loguru import logger
 from pydantic import Field
 
 from moss_data.dialogue.conversation import conversation_context, conversation_rollout, draw_turns, template_hash
-from moss_data.dialogue.distribution import write_report
+from moss_data.dialogue.distribution import RELEASED_MEAN_TURNS, moss_group, write_report
 from moss_data.dialogue.harmlessness import check_translation, harmless_seed_items, translation_request
 from moss_data.dialogue.honesty import honest_seed_items
 from moss_data.dialogue.seeding import (ALIGNMENT_CATEGORIES, CONTINUE_SWITCHING, continue_switching_script,
@@ -37,11 +37,12 @@ from moss_data.llm.rollouts import GenerationConfig, run_rollouts
 from moss_data.io.atomic import StageRun, atomic_write, atomic_write_text, config_hash
 from moss_data.recipe import StrictModel
 
+# What a planned item says of its origin, kept in each conversation's provenance.
+ORIGIN_FIELDS = ("prompt_source", "kind", "source", "risk_area", "translated_from", "original", "script")
 GROWN_CATEGORIES = ("writing", "role-play", "code", "brainstorming", "complex instruction")  # by self-instruct
 CATEGORIES = GROWN_CATEGORIES + ALIGNMENT_CATEGORIES + (CONTINUE_SWITCHING,)
-# Released MOSS data: 5-6 turns for writing/role-play/code/brainstorming, ~3 for honest/harmless.
-MEAN_TURNS = {"writing": 5.5, "role-play": 5.5, "code": 5.0, "brainstorming": 5.0, "complex instruction": 4.0,
-              "honest": 3.0, "harmless": 3.0, CONTINUE_SWITCHING: 3.0}
+# Turns drawn per category: the released data's means (dialogue.distribution), 4 for complex instruction (no figure).
+MEAN_TURNS = {category: RELEASED_MEAN_TURNS.get(moss_group(category)) or 4.0 for category in CATEGORIES}
 
 
 class ToolTraceConfig(StrictModel):
@@ -208,7 +209,9 @@ def alignment_prompts(recipe: DialogueRecipe, categories: list[str], counts: Cou
     if "harmless" in categories:
         pool = harmless_seed_items(recipe.alignment.red_team_dir, recipe.prompts_dir, recipe.languages, split="train")
         benign_n = int(np.ceil(n * recipe.alignment.benign_per_harmful))
-        english_harmful = shuffled([it for it in pool if it["kind"] == "harmful" and it["language"] == "en"],
+        sources = pool if "en" in recipe.languages else harmless_seed_items(
+            recipe.alignment.red_team_dir, recipe.prompts_dir, ["en"], split="train")  # what Chinese translates
+        english_harmful = shuffled([it for it in sources if it["kind"] == "harmful" and it["language"] == "en"],
                                    recipe.seed, "harmless/en")
         for lang in recipe.languages:
             harmful = [it for it in pool if it["kind"] == "harmful" and it["language"] == lang]
@@ -228,10 +231,11 @@ def continue_switching_prompts(recipe: DialogueRecipe, seeds: dict) -> list[dict
     for lang in recipe.languages:
         others = [p for (l, _), pool in sorted(seeds.items()) if l == lang for p in pool]
         order = shuffled(others, recipe.seed, f"continue/{lang}")
-        for i in range(min(recipe.conversations_per_category, len(order))):
-            switches = [p for p in order if p != order[i]][i % len(order):][:recipe.max_turns]
-            items.append({"language": lang, "category": CONTINUE_SWITCHING, "prompt": order[i],
-                          "prompt_source": "seed", "switch_prompts": switches})
+        for i in range(recipe.conversations_per_category):  # first prompts reused once every seed has opened one
+            k = i % len(order)
+            switches = (order[k + 1:] + order[:k])[: recipe.max_turns]  # the other prompts, from the next one on
+            items.append({"language": lang, "category": CONTINUE_SWITCHING, "prompt": order[k],
+                          "prompt_source": "seed", "switch_prompts": switches or [order[k]]})
     return items
 
 
@@ -313,7 +317,8 @@ def plan_conversations(recipe: DialogueRecipe, items: list[dict]) -> dict[str, d
         planned[it["conversation_id"]] = it | {"target_turns": turns}
         if it["category"] == CONTINUE_SWITCHING:  # at least one scripted continue request
             turns = max(turns, min(2, recipe.max_turns))
-            script = continue_switching_script(it["language"], it["switch_prompts"], turns, recipe.seed)
+            script = continue_switching_script(it["language"], it["switch_prompts"], turns, recipe.seed,
+                                               it["conversation_id"])
             planned[it["conversation_id"]] |= {"target_turns": turns, "script": script}
     return planned
 
@@ -341,8 +346,9 @@ def run_dialogues(recipe: DialogueRecipe) -> dict:
         if cid in done:
             continue
         result = results[cid]
-        prov = provenance | {"target_turns": item["target_turns"], **result.get("usage", {}),
-                             "rejected": result.get("rejected", {})}
+        origin = {k: item[k] for k in ORIGIN_FIELDS if k in item}
+        prov = provenance | origin | {"target_turns": item["target_turns"], **result.get("usage", {}),
+                                      "rejected": result.get("rejected", {})}
         if result["status"] == "kept":
             turns = [Turn(human, moss) for human, moss in result["turns"]]
             store.add_conversation(Conversation(cid, item["category"], turns), item["language"], prov)

@@ -65,12 +65,16 @@ API = {"Calculate": 'Calculate("arithmetic expression")', "Solve": 'Solve("equat
 THOUGHT_OPENER = {"en": "The user", "zh": "用户"}
 THOUGHT_END = {"en": ".", "zh": "。"}
 THOUGHT_STOP = [". ", ".\n", "。", "\n"]
-TOOL_WORDS = {  # a thought names what it will do: one of these for a tool of its turn
-    "Calculate": r"calculat|comput|arithmetic|multipl|divid|add|subtract|power|sum|product|计算|乘|除|加|减|算",
-    "Solve": r"solv|equation|unknown|variable|求解|解|方程",
-    "Search": r"search|look (?:it )?up|find|web|搜索|查|检索",
-    "Text2Image": r"image|picture|draw|paint|图|画",
+TOOL_WORDS = {  # a thought names what it will do: one of these for a tool of its turn (whole words; Chinese terms)
+    "Calculate": r"\b(?:calculat\w*|comput\w*|arithmetic|multipl\w*|divid\w*|add|adding|subtract\w*|calculator)\b"
+                 r"|计算|乘以|除以|相乘|相除|相加|相减|算出|算一下",
+    "Solve": r"\b(?:solv\w*|equations?|unknowns?|variables?)\b|求解|解方程|方程",
+    "Search": r"\b(?:search\w*|look(?:ing)? (?:it |this |that )?up|web)\b|搜索|查找|查询|检索|上网",
+    "Text2Image": r"\b(?:image|picture|draw\w*|paint\w*)\b|图片|图像|画",
 }
+# A follow-up that refers back to an earlier answer ("and that divided by 7?", "再平均分给 8 个班").
+REFERS_BACK = re.compile(r"\b(?:that|it|this|those|these|the result|the answer|the total)\b|那|这|结果|再|上面",
+                         re.IGNORECASE)
 MATH_TOOLS = ("Calculate", "Solve")
 STOP = ['")', '"\n']
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -239,10 +243,10 @@ def check_command(p: ToolPrompt, arguments: dict[str, str], examples: dict[str, 
         used = set().union(*(numbers(a) for a in arguments.values()))
         if not numbers(p.question) <= used:
             return "command_misses_numbers"
-        # A math follow-up ("and that divided by 7?") works on an earlier answer: a number an earlier turn found
-        # (not one its question gave) must reach the call, or the model answered a different question.
+        # A math follow-up that refers back ("and that divided by 7?") works on an earlier answer: a number an
+        # earlier turn found (not one its question gave) must reach the call, or it answered another question.
         earlier = set().union(*(found_numbers(t) for t in history)) - numbers(p.question)
-        if history and earlier and not used & earlier:
+        if history and earlier and REFERS_BACK.search(p.question) and not used & earlier:
             return "command_ignores_context"
     if "Solve" in arguments and not set(_VARIABLE.findall(arguments["Solve"])) <= set(_VARIABLE.findall(p.question)):
         return "command_invents_variables"  # a variable the question never names: the system was mistranscribed

@@ -11,7 +11,9 @@ from moss_data.llm.base import Generation
 from moss_data.text.scripts import cjk_share
 
 # Markers of MOSS's own format inside model text would corrupt the serialization.
-ROLE_MARKER = re.compile(r"<\|(?:Human|MOSS|Inner Thoughts|Commands|Results)\|>|<eo[htcrm]>")
+# MOSS's role markers and end tokens, any chat template's special tokens (<|im_end|>, <|endoftext|>) and our quality
+# tag: none may appear in a generated output (snippet citations <|1|> may).
+ROLE_MARKER = re.compile(r"<\|[A-Za-z_ ]{2,24}\|>|<eo[htcrm]>|<quality:[1-5]>")
 _SENTENCE_END = re.compile(r"[.!?。！？；;\n]+")
 # Role confusion: small models asked to write a *user's* request often write an assistant's line instead.
 ASSISTANT_VOICE = re.compile(

@@ -9,6 +9,7 @@ a failed call with the reason, not an exception in the trace generator or the ch
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import xxhash
@@ -25,6 +26,7 @@ class TextToImage:
                  size: int = 512):
         self.model_dir, self.out_dir, self.steps, self.size = model_dir, Path(out_dir), steps, size
         self._pipeline = None
+        self._lock = threading.Lock()
         self.unavailable = self._why_unavailable()
 
     def _why_unavailable(self) -> str:
@@ -46,19 +48,25 @@ class TextToImage:
             return ToolResult(False, NOT_AVAILABLE, f"not available: {self.unavailable}")
         if not description.strip() or len(description) > MAX_DESCRIPTION_CHARS:
             return ToolResult(False, "No result.", f"description must be 1-{MAX_DESCRIPTION_CHARS} characters")
+        path = self.out_dir / f"{xxhash.xxh3_64_hexdigest(description)}.png"
+        if path.exists():  # the same description again (a trace's check re-runs its calls): the image made before
+            return ToolResult(True, GENERATED, str(path))
         try:
-            import torch
-
-            if self._pipeline is None:
-                from diffusers import AutoPipelineForText2Image
-
-                self._pipeline = AutoPipelineForText2Image.from_pretrained(
-                    str(self.model_dir), torch_dtype=torch.float16).to("cuda")
-            image = self._pipeline(description, num_inference_steps=self.steps, height=self.size,
-                                   width=self.size).images[0]
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            path = self.out_dir / f"{xxhash.xxh3_64_hexdigest(description)}.png"
-            image.save(path)
+            with self._lock:  # one load, one generation at a time: rollouts call from worker threads
+                return self._generate(description, path)
         except Exception as e:  # noqa: BLE001 - a GPU/model failure is a failed call with its reason
             return ToolResult(False, "No result.", f"{type(e).__name__}: {e}")
+
+    def _generate(self, description: str, path: Path) -> ToolResult:
+        import torch
+
+        if self._pipeline is None:
+            from diffusers import AutoPipelineForText2Image
+
+            self._pipeline = AutoPipelineForText2Image.from_pretrained(
+                str(self.model_dir), torch_dtype=torch.float16).to("cuda")
+        image = self._pipeline(description, num_inference_steps=self.steps, height=self.size,
+                               width=self.size).images[0]
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        image.save(path)
         return ToolResult(True, GENERATED, str(path))
