@@ -66,7 +66,7 @@ THOUGHT_OPENER = {"en": "The user", "zh": "用户"}
 THOUGHT_END = {"en": ".", "zh": "。"}
 THOUGHT_STOP = [". ", ".\n", "。", "\n"]
 TOOL_WORDS = {  # a thought names what it will do: one of these for a tool of its turn (whole words; Chinese terms)
-    "Calculate": r"\b(?:calculat\w*|comput\w*|arithmetic|multipl\w*|divid\w*|add|adding|subtract\w*|calculator)\b"
+    "Calculate": r"\b(?:calculat\w*|comput\w*|arithmetic|multipl\w*|divid\w*|add|adding|subtract\w*|exponent\w*|powers?)\b"
                  r"|计算|乘以|除以|相乘|相除|相加|相减|算出|算一下",
     "Solve": r"\b(?:solv\w*|equations?|unknowns?|variables?)\b|求解|解方程|方程",
     "Search": r"\b(?:search\w*|look(?:ing)? (?:it |this |that )?up|web)\b|搜索|查找|查询|检索|上网",
@@ -123,6 +123,7 @@ class Example:
     question: str
     argument: str
     reply: str | None = None
+    thought: str | None = None  # the inner thought before the call (the thought step's shots)
     results: str = ""  # filled by running the command (load_examples)
 
 
@@ -154,6 +155,10 @@ def load_examples(path: Path) -> dict[str, list[Example]]:
     for tool, items in examples.items():
         registry = ToolRegistry(Capabilities(**{CAPABILITY[tool]: True}))
         for ex in items:
+            if ex.thought is not None and (reason := check_thought(ex.thought, ToolPrompt("", [tool], ex.language,
+                                                                                          ex.question))):
+                raise ValueError(f"{path}: the {tool} example {ex.question!r} has a thought that fails its own "
+                                 f"check ({reason}): fix the example's thought")
             if ex.reply is None:
                 continue
             results = registry.execute(f'{tool}("{ex.argument}")')
@@ -185,11 +190,16 @@ def in_context(question: str, history: list[Turn]) -> str:
     return "Conversation so far:\n" + "\n".join(lines) + f"\n\nNew question: {question}"
 
 
-def thought_request(p: ToolPrompt, template: str, history: list[Turn]) -> list[dict]:
-    """The inner thought's request: the tools named, the opener prefilled in the conversation's language."""
+def thought_request(p: ToolPrompt, template: str, history: list[Turn],
+                    examples: dict[str, list[Example]] | None = None) -> list[dict]:
+    """The inner thought's request: the tools named, worked examples of the turn's tools in the conversation's
+    language, the opener prefilled in that language."""
     system = template.format(language_name=LANGUAGE_NAMES[p.language], tools=", ".join(API[t] for t in p.tools))
-    return [{"role": "system", "content": system}, {"role": "user", "content": in_context(p.question, history)},
-            {"role": "assistant", "content": THOUGHT_OPENER[p.language]}]
+    messages = [{"role": "system", "content": system}]
+    for ex in (e for t in p.tools for e in (examples or {}).get(t, []) if e.thought and e.language == p.language):
+        messages += [{"role": "user", "content": ex.question}, {"role": "assistant", "content": ex.thought}]
+    return messages + [{"role": "user", "content": in_context(p.question, history)},
+                       {"role": "assistant", "content": THOUGHT_OPENER[p.language]}]
 
 
 def command_request(p: ToolPrompt, tool: str, template: str, examples: dict[str, list[Example]],
@@ -322,7 +332,7 @@ async def tool_turn(p: ToolPrompt, conv: ToolConversation, history: list[Turn], 
     """One tool turn: thought, commands (sent together), the tools run in a worker thread, the reply; checked."""
     import asyncio
 
-    gen = await llm.chat(thought_request(p, ctx["thought_template"], history),
+    gen = await llm.chat(thought_request(p, ctx["thought_template"], history, ctx["examples"]),
                          params.model_copy(update={"stop": THOUGHT_STOP, "max_new_tokens": 64}))
     _count(usage, gen)
     thought = f"{THOUGHT_OPENER[p.language]}{gen.text.rstrip().rstrip('.。:：,，')}{THOUGHT_END[p.language]}"
