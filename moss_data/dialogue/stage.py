@@ -71,7 +71,8 @@ class AlignmentData(StrictModel):
     benign_per_harmful: float = Field(0.5, ge=0, description="benign look-alike prompts planned per harmful one")
     translations_per_prompt: float = Field(3.0, ge=1, description="red-team prompts sent for translation per "
                                                                   "Chinese harmful prompt needed (some fail checks)")
-    translation_sampling: SamplingParams = SamplingParams(max_new_tokens=96, temperature=0.2)
+    # ~3 tokens a Chinese character for a small English-first model: 96 cut most HarmBench prompts short
+    translation_sampling: SamplingParams = SamplingParams(max_new_tokens=192, temperature=0.2)
 
 
 class DialogueRecipe(StrictModel):
