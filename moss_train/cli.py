@@ -128,17 +128,23 @@ def chat(
 
 @app.command("eval")
 def eval_(
-    model: Annotated[Path, typer.Option(help="model folder (an SFT/DPO output)")],
-    data: Annotated[list[Path], typer.Option(help="dialogue/feedback output folder(s) held out from training")],
-    loss_mask: Annotated[str, typer.Option(help="moss or assistant")] = "moss",
-    max_conversations: int = 200,
+    recipe: Annotated[Path, typer.Argument(help="evaluation recipe YAML, e.g. recipes/eval/demo.yaml")],
+    set_: SetOpt = None,
 ):
-    """Held-out loss per category and tool-call accuracy of a model."""
-    from moss_train.evaluate import evaluate
+    """Compare checkpoints: win rate against a reference (judged both orders, length-controlled), academic
+    benchmarks (lm-eval, local files), tool use, safety, quality-tag steering, held-out loss; writes
+    results.json and report.md (with plots) in the recipe's output_dir. Resumes: sections already computed for an
+    unchanged checkpoint are reused."""
+    from moss_train.eval.config import EvalRecipe
+    from moss_train.eval.run import run_eval
 
-    if loss_mask not in ("moss", "assistant"):
-        raise typer.BadParameter("loss mask is moss or assistant")
-    typer.echo(json.dumps(evaluate(model, data, loss_mask, max_conversations), indent=2))  # type: ignore[arg-type]
+    cfg = load_recipe_or_exit(recipe, EvalRecipe, set_)
+    try:
+        results = run_eval(cfg)
+    except FileNotFoundError as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"report: {Path(cfg.output_dir) / 'report.md'} ({results['seconds']} s)")
 
 
 @app.command("show-template")

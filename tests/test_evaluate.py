@@ -6,7 +6,7 @@ from pathlib import Path
 
 from moss_data.io.conversations import ShardStore
 from moss_data.formats import Capabilities, Command, Conversation, Turn
-from moss_train.evaluate import evaluate
+from moss_train.eval.held_out import evaluate
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "data" / "models" / "smollm2-135m-instruct"

@@ -197,7 +197,7 @@ def test_the_recipe_validates_and_the_command_runs(sets, tmp_path, monkeypatch):
 
     monkeypatch.chdir(REPO)  # the recipe's source paths are relative to the repository
     cfg = load_recipe(REPO / "recipes/dialogue/import_tiny.yaml", ImportRecipe)
-    assert cfg.classifier.agreement and len(cfg.sources) == 7
+    assert cfg.classifier.agreement and len(cfg.sources) == 6 and cfg.eval_sets == Path("data/eval_sets")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\noutput_dir: x\nsources: [{path: a, fromat: moss}]\n")
     with pytest.raises(RecipeError, match="sources.0.fromat"):
@@ -211,3 +211,23 @@ def test_the_recipe_validates_and_the_command_runs(sets, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "cli" / REPORT_FILE).read_text())
     assert set(report["sources"]) >= {"identity", "alpaca_en_demo", "chatterbot_zh"}
+
+
+def test_evaluation_prompts_are_never_imported(sets, tmp_path):
+    """The eval sets (alpaca_eval's 805 instructions, the held-out alpaca_zh split, ...) are skipped as eval_set,
+    counted; alpaca_zh's training split still imports."""
+    from moss_data.dialogue.eval_sets import write_eval_sets
+
+    manifest = write_eval_sets(tmp_path / "eval_sets", REPO / "data" / "external", REPO / "prompts", fetch=False)
+    held_zh = manifest["files"]["winrate_zh"]["rows"]
+    cfg = recipe(tmp_path / "out", [{"path": sets["alpaca_eval"] / "outputs.json", "format": "prompts"},
+                                    {"path": sets["llamafactory"] / "alpaca_zh_demo.json"}],
+                 eval_sets=str(tmp_path / "eval_sets"))
+    report = run_import(cfg)
+    s = report["sources"]
+    # none kept: each is an eval prompt (the few lid.176 is unsure of go first as language)
+    assert s["outputs"]["kept"] == 0 and s["outputs"]["skipped"]["eval_set"] >= 780 and s["outputs"]["accounted"]
+    zh = s["alpaca_zh_demo"]
+    # a few held-out rows go earlier for another reason (language: translation tasks in English)
+    assert zh["accounted"] and held_zh - 10 <= zh["skipped"]["eval_set"] <= held_zh + 10 and zh["kept"] > 600
+    assert report["eval_prompts"] >= 805 + held_zh

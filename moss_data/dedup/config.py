@@ -8,7 +8,8 @@ from moss_data.recipe import StrictModel
 
 
 class DecontaminationConfig(StrictModel):
-    eval_sets: list[str] = Field(default_factory=list, description="JSONL (a 'text' field per line) or .txt files")
+    eval_sets: list[str] = Field(default_factory=list, description="JSONL (a 'text' or 'prompt' field per line: "
+                                     "data/eval_sets/*.jsonl from `moss-data eval-sets`) or .txt files")
     ngram: int = Field(13, description="n-gram length in tokens (CJK characters count as tokens)")
     min_overlap: int = Field(1, description="documents sharing at least this many n-grams with an eval set go")
 

@@ -50,7 +50,8 @@ def ngram_hashes(text: str, n: int) -> set[int]:
 
 
 def eval_ngrams(cfg: DecontaminationConfig) -> set[int]:
-    """The n-grams of the eval sets (local paths or fsspec URLs: JSONL with a 'text' field per line, or text)."""
+    """The n-grams of the eval sets (local paths or fsspec URLs: JSONL with a 'text' field per line, or a 'prompt'
+    field as ``moss-data eval-sets`` writes them, or text)."""
     from datatrove.io import get_datafolder
 
     grams: set[int] = set()
@@ -62,7 +63,8 @@ def eval_ngrams(cfg: DecontaminationConfig) -> set[int]:
         with folder.open(name, "rb") as f:
             data = f.read()
         if name.endswith(".jsonl"):
-            texts = [orjson.loads(line).get("text", "") for line in data.splitlines() if line.strip()]
+            rows = [orjson.loads(line) for line in data.splitlines() if line.strip()]
+            texts = [row.get("text") or row.get("prompt") or "" for row in rows]  # corpus rows, or eval-set prompts
         else:
             texts = data.decode("utf-8").splitlines()
         for text in texts:

@@ -166,8 +166,8 @@ class PromptDedup:
         grams = {t[i: i + self.n] for i in range(max(1, len(t) - self.n + 1))}
         return np.array(sorted({xxhash.xxh32_intdigest(g.encode()) for g in grams}), dtype=np.uint64)
 
-    def check(self, text: str) -> str | None:
-        """'duplicate', 'near_duplicate' or None (then the text is added)."""
+    def check(self, text: str, add: bool = True) -> str | None:
+        """'duplicate', 'near_duplicate' or None (then the text is added, unless ``add`` is False)."""
         key = xxhash.xxh3_128_hexdigest(normalized(text).encode())
         if key in self.exact:
             return "duplicate"
@@ -178,6 +178,8 @@ class PromptDedup:
         candidates = {i for b, k in enumerate(bands) for i in self.buckets[b].get(k, ())}
         if any(jaccard(shingles, self.shingles[i]) >= self.threshold for i in candidates):
             return "near_duplicate"
+        if not add:
+            return None
         self.exact.add(key)
         for b, k in enumerate(bands):
             self.buckets[b][k].append(len(self.shingles))

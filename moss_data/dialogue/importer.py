@@ -11,7 +11,8 @@ its result, a system message mid-way), ``ends_on_user``, ``too_long`` (``max_mes
 <IP_ADDRESS>, <KEY>), ``foreign_tools`` (calls to functions MOSS does not have, with ``foreign_tools: drop``;
 ``prompt``, the default, keeps the request as a tool prompt; ``keep`` keeps the conversation with the function name
 in CamelCase), ``unrepresentable`` (does not survive the MOSS record round trip), ``language`` (lid.176 route not in
-``languages``), ``duplicate`` (same normalised first prompt), ``near_duplicate`` (Jaccard >= threshold on character
+``languages``), ``eval_set`` (the first prompt is, exactly or nearly, an evaluation prompt of ``eval_sets``),
+``duplicate`` (same normalised first prompt), ``near_duplicate`` (Jaccard >= threshold on character
 5-grams of the first prompt: Chinese works). Duplicates are checked against what the output folder already holds
 (its conversations' first prompts, the prompts imported before, ``dedup_against`` folders) and within the import.
 
@@ -91,6 +92,9 @@ class ImportRecipe(StrictModel):
     near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="Jaccard of character 5-gram sets")
     dedup_against: list[Path] = Field(default_factory=list, description="more conversation folders whose first "
                                                                         "prompts count as held")
+    eval_sets: Path | None = Field(None, description="the evaluation's prompt sets (`moss-data eval-sets`, made here "
+                                   "when missing): a record whose first prompt is one of them, exactly or nearly, is "
+                                   "skipped as eval_set, so no evaluation prompt reaches training")
     fetch_external_sets: bool = Field(False, description="fetch the PyPI test sets into classifier.external_dir")
     classifier: ClassifierConfig = ClassifierConfig()
     generation: GenerationConfig = GenerationConfig()
@@ -141,8 +145,9 @@ def run_import(recipe: ImportRecipe) -> dict:
     dedup = PromptDedup(recipe.near_duplicate_threshold)
     for text in held:
         dedup.check(text)
-    run = _Run(recipe, store, index, dedup)
+    run = _Run(recipe, store, index, dedup, _eval_dedup(recipe))
     report: dict = {"recipe": recipe.name, "held_prompts_before": len(held),
+                    "eval_prompts": len(run.eval_dedup.shingles) if run.eval_dedup else 0,
                     "sources": {source.label: run.source(source) for source in recipe.sources}}
     report["classifier"] = _categorise(recipe, run.new, out)
     if recipe.classifier.agreement:
@@ -175,11 +180,26 @@ def run_import(recipe: ImportRecipe) -> dict:
     return report
 
 
+def _eval_dedup(recipe: ImportRecipe) -> PromptDedup | None:
+    """The evaluation's prompts, to check records against (never added to)."""
+    from moss_data.dialogue.eval_sets import MANIFEST, eval_prompts, write_eval_sets
+
+    if recipe.eval_sets is None:
+        return None
+    if not (Path(recipe.eval_sets) / MANIFEST).exists():
+        write_eval_sets(recipe.eval_sets, recipe.classifier.external_dir)
+    dedup = PromptDedup(recipe.near_duplicate_threshold)
+    for text in eval_prompts(recipe.eval_sets):
+        dedup.check(text)
+    return dedup
+
+
 class _Run:
     """One import: the checks in order for each record, what was kept (``new``), and counts per source."""
 
-    def __init__(self, recipe: ImportRecipe, store: ShardStore, index: dict[str, dict], dedup: PromptDedup):
-        self.recipe, self.store, self.index, self.dedup = recipe, store, index, dedup
+    def __init__(self, recipe: ImportRecipe, store: ShardStore, index: dict[str, dict], dedup: PromptDedup,
+                 eval_dedup: PromptDedup | None = None):
+        self.recipe, self.store, self.index, self.dedup, self.eval_dedup = recipe, store, index, dedup, eval_dedup
         self.in_store = store.done_ids()
         self.lid = LanguageIdentifier(min_score={lang: recipe.min_language_score.get(lang, 0.5)
                                                  for lang in recipe.languages})
@@ -239,6 +259,8 @@ class _Run:
                 self.store.add_conversation(conv, row["language"], row["provenance"])
                 self.repaired += 1
             return "already_imported"
+        if self.eval_dedup is not None and self.eval_dedup.check(rec.messages[0]["content"], add=False):
+            raise Skip("eval_set")
         verdict = self.dedup.check(rec.messages[0]["content"])
         if verdict:
             raise Skip(verdict)

@@ -1,0 +1,62 @@
+"""A checkpoint served for the evaluation, and its answers in MOSS's format.
+
+- :func:`served`: a synchronous backend for a checkpoint: transformers in this process, an OpenAI-compatible
+  endpoint (``http``), or a vLLM server launched for the duration (``vllm``: the toolkit's launcher, then HTTP).
+- :func:`answer`: tool-free replies to single prompts, batched. The prompt is MOSS's: the meta instruction (tools
+  disabled), ``<|Human|>: ...<eoh>``, then the tool-free first pass every tool-free turn holds (``<|Inner
+  Thoughts|>: None`` ... ``<|Results|>: None<eor>``) and ``<|MOSS|>:`` with the asked quality tag; the model writes
+  the reply up to ``<eom>``. Prefilling that fixed first pass lets the replies of many prompts run as one batch (the
+  chat loop's two passes would run them one by one); tool use is measured separately, through the chat loop.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from moss_data.formats import Capabilities, Turn, meta_instruction, neutralize_markers
+from moss_data.llm import BackendConfig, SamplingParams
+from moss_train.eval.config import AnswerConfig, CheckpointSpec
+
+STOPS = ["<eom>", "<|Human|>", "<eoh>"]
+
+
+@contextmanager
+def served(checkpoint: CheckpointSpec, log_dir: Path):
+    """Yields (backend, its config as served: a launched vLLM server appears as http)."""
+    from moss_data.llm import build_backend
+    from moss_data.llm.models import local_smollm2
+
+    backend = checkpoint.serving()
+    if backend.kind == "transformers" and backend.model is None:
+        backend = backend.model_copy(update={"model": str(local_smollm2())})
+    if backend.kind != "vllm":
+        yield build_backend(backend), backend
+        return
+    from moss_data.llm.servers import serve_vllm
+
+    if backend.model is None:
+        backend = backend.model_copy(update={"model": str(local_smollm2())})
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    with serve_vllm(backend, checkpoint.name, Path(log_dir) / f"vllm_{checkpoint.name}.log",
+                    backend.start_timeout_s) as base_url:
+        http = BackendConfig(kind="http", base_url=base_url, model=checkpoint.name, timeout_s=backend.timeout_s)
+        yield build_backend(http), http
+
+
+def tool_free_prompt(prompt: str, quality: int | None) -> str:
+    """MOSS's text up to the reply of a one-turn, tool-free conversation (the reply itself is left empty)."""
+    turn = Turn(neutralize_markers(prompt), "", quality=quality).serialize()
+    head = turn[: turn.rindex("<|MOSS|>:") + len("<|MOSS|>:")]
+    tag = f" <quality:{quality}>" if quality is not None else ""
+    return meta_instruction(Capabilities()) + head + tag
+
+
+def answer(backend, prompts: list[str], cfg: AnswerConfig, quality: int | None = None,
+           seed: int = 0) -> list[dict]:
+    """``{"reply", "finish_reason", "tokens"}`` per prompt, in order."""
+    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                            repetition_penalty=cfg.repetition_penalty, stop=STOPS, seed=seed)
+    gens = backend.complete([tool_free_prompt(p, quality) for p in prompts], params)
+    return [{"reply": g.text.strip(), "finish_reason": g.finish_reason, "tokens": g.completion_tokens,
+             **({"error": g.error} if g.error else {})} for g in gens]
