@@ -4,6 +4,7 @@ chaining; token-less documents; sharding; lineage."""
 from __future__ import annotations
 
 import gzip
+import json
 import pickle
 import random
 import sysconfig
@@ -252,6 +253,25 @@ def test_url_dedup_and_decontamination(real, tmp_path):
     reasons = {d["id"]: d["metadata"]["dedup_reason"] for d in iter_documents(tmp_path / "dedup" / "removed")}
     assert reasons == {"b": "url_duplicate", "d": "contaminated"} or reasons == {"a": "url_duplicate", "d": "contaminated"}
     assert normalize_url("HTTPS://www.a.org/x/?b=1&utm_medium=m&a=2#f") == "https://a.org/x?a=2&b=1"
+
+
+def test_decontamination_takes_the_evaluation_sets(real, tmp_path):
+    """The eval sets `moss-data eval-sets` writes (a 'prompt' per line): a page quoting an alpaca_eval instruction
+    of 13 tokens or more is removed as contaminated; the others stay."""
+    from moss_data.dialogue.eval_sets import write_eval_sets
+
+    REPO = Path(__file__).resolve().parent.parent
+    sets = tmp_path / "eval_sets"
+    write_eval_sets(sets, REPO / "data" / "external", REPO / "prompts")
+    prompts = [json.loads(line)["prompt"] for line in (sets / "winrate_en.jsonl").read_text().splitlines()]
+    quoted = next(p for p in prompts if len(p.split()) >= 20)
+    en = real["en"]
+    docs = [mk("q", en[0] + "\n\nA reader asked: " + quoted + "\n", "en"), mk("k", en[1], "en")]
+    clean = write_clean(tmp_path / "clean", docs)
+    cfg = DedupConfig.model_validate({"decontaminate": {"eval_sets": [str(sets / "winrate_en.jsonl")]}})
+    run_dedup(clean, tmp_path / "dedup", cfg)
+    reasons = {d["id"]: d["metadata"]["dedup_reason"] for d in iter_documents(tmp_path / "dedup" / "removed")}
+    assert reasons == {"q": "contaminated"}
 
 
 def test_all_pairs_is_exact_against_brute_force():

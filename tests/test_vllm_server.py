@@ -145,3 +145,36 @@ def test_ray_tasks_share_one_endpoint(ray_cluster, endpoint, tmp_path):
                                                       "executor": {"kind": "ray", "tasks": 2}})
     run_dialogues(recipe)
     assert_every_conversation_generated_once(recipe, "http:smollm2", tasks=2)
+
+
+def test_the_evaluation_runs_on_the_vllm_server(vllm_server, endpoint, smollm2, tmp_path):
+    """moss-train eval with the checkpoint served by vLLM (http) and judged by the same server: answers in the
+    model's chat template, tool turns through the MOSS chat loop, safety, win rate against the in-process model, and
+    GSM8K through lm-eval's local-completions client, all from the server."""
+    from moss_data.dialogue.eval_sets import write_eval_sets
+    from moss_train.eval.config import EvalRecipe
+    from moss_train.eval.run import run_eval
+
+    sets = tmp_path / "eval_sets"
+    write_eval_sets(sets, REPO / "data" / "external", REPO / "prompts")
+    gsm = tmp_path / "gsm8k.jsonl"
+    gsm.write_text("\n".join(json.dumps(r) for r in [
+        {"question": "Tom has 3 apples and buys 4 more. How many apples does he have?", "answer": "3 + 4\n#### 7"},
+        {"question": "A box holds 12 eggs. How many eggs are in 3 boxes?", "answer": "12 * 3\n#### 36"}]) + "\n")
+    recipe = EvalRecipe.model_validate({
+        "name": "vllm", "output_dir": tmp_path / "eval", "eval_sets": sets, "judge": endpoint,
+        "checkpoints": [{"name": "local", "model": smollm2, "prompt_format": "chat_template"},
+                        {"name": "served", "model": smollm2, "backend": endpoint, "prompt_format": "chat_template"}],
+        "answers": {"max_new_tokens": 32}, "winrate": {"per_language": 2, "bootstrap": 200},
+        "tools": {"limit": 2, "max_new_tokens": 24}, "safety": {"harmful": 2, "benign": 2},
+        "steering": {"enabled": False},
+        "benchmarks": {"humaneval": {"enabled": False}, "gsm8k": {"path": gsm, "max_new_tokens": 48}}})
+    results = run_eval(recipe)
+    served = results["sections"]["served"]
+    assert results["checkpoints"]["served"]["serving"] == "http:smollm2" and results["judge"] == "http:smollm2"
+    assert served["winrate"]["figures"]["all"]["n"] == 4 and served["tools"]["all"]["n"] == 2
+    assert served["safety"]["refusal_rate"]["n"] == 2 and served["benchmarks"]["gsm8k"]["n"] == 2
+    answers = json.loads((tmp_path / "eval" / "served" / "winrate_answers.json").read_text())["value"]
+    assert all(a["reply"] and a["finish_reason"] in ("stop", "length") for a in answers)
+    samples = (tmp_path / "eval" / "served" / "benchmarks" / "gsm8k_samples.jsonl").read_text().splitlines()
+    assert len(samples) == 2 and all(json.loads(s)["response"].strip() for s in samples)

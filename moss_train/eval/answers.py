@@ -52,11 +52,17 @@ def tool_free_prompt(prompt: str, quality: int | None) -> str:
     return meta_instruction(Capabilities()) + head + tag
 
 
-def answer(backend, prompts: list[str], cfg: AnswerConfig, quality: int | None = None,
-           seed: int = 0) -> list[dict]:
-    """``{"reply", "finish_reason", "tokens"}`` per prompt, in order."""
+def answer(backend, prompts: list[str], cfg: AnswerConfig, quality: int | None = None, seed: int = 0,
+           prompt_format: str = "moss") -> list[dict]:
+    """``{"reply", "finish_reason", "tokens"}`` per prompt, in order. ``chat_template``: the model's own chat
+    template (a chat request), MOSS's meta instruction as the system message."""
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                             repetition_penalty=cfg.repetition_penalty, stop=STOPS, seed=seed)
-    gens = backend.complete([tool_free_prompt(p, quality) for p in prompts], params)
+    if prompt_format == "chat_template":
+        system = meta_instruction(Capabilities())
+        gens = backend.chat([[{"role": "system", "content": system}, {"role": "user", "content": p}]
+                             for p in prompts], params)
+    else:
+        gens = backend.complete([tool_free_prompt(p, quality) for p in prompts], params)
     return [{"reply": g.text.strip(), "finish_reason": g.finish_reason, "tokens": g.completion_tokens,
              **({"error": g.error} if g.error else {})} for g in gens]

@@ -4,6 +4,7 @@ size. Every section can be switched off; sizes default to what a 2-core CPU runs
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -22,6 +23,16 @@ class CheckpointSpec(StrictModel):
                           "vLLM server launched for the evaluation")
     quality: int | None = Field(None, ge=1, le=5, description="the quality tag asked for before each reply (a "
                                                             "tag-trained checkpoint: 5, the best)")
+    prompt_format: Literal["moss", "chat_template"] = Field(
+        "moss", description="moss: MOSS's format (a MOSS-trained checkpoint); chat_template: the model's own chat "
+                            "template with MOSS's meta instruction as system message (a chat model never trained on "
+                            "MOSS's format, e.g. the base). Tool use always runs MOSS's chat loop")
+
+    @model_validator(mode="after")
+    def _tag_needs_moss(self):
+        if self.quality is not None and self.prompt_format != "moss":
+            raise ValueError(f"checkpoint {self.name}: a quality tag is part of MOSS's format (prompt_format: moss)")
+        return self
 
     def serving(self) -> BackendConfig:
         """The backend that serves this checkpoint (its model folder filled in for transformers and vllm)."""

@@ -80,8 +80,8 @@ def write_report(results: dict, out: Path) -> Path:
              f"Checkpoints compared; reference for the win rate: **{results['reference']}**; judge: "
              f"`{results['judge']}`. Prompt sets (held out from training): "
              + ", ".join(f"{k} {v}" for k, v in results["sets"].items()) + f". Run: {results['seconds']} s.", "",
-             "| checkpoint | model | served by | quality tag asked |", "|---|---|---|---|",
-             *[f"| {n} | `{c['model']}` | {c['serving']} | {c['quality'] or '–'} |"
+             "| checkpoint | model | served by | asked in | quality tag asked |", "|---|---|---|---|---|",
+             *[f"| {n} | `{c['model']}` | {c['serving']} | {c.get('prompt_format', 'moss')} | {c['quality'] or '–'} |"
                for n, c in results["checkpoints"].items()], ""]
     lines += _winrate_section(results, out, "winrate", "Win rate against the reference",
                               f"Each checkpoint's replies against **{results['reference']}**'s on the same prompts "

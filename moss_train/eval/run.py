@@ -81,7 +81,8 @@ def evaluate_checkpoint(recipe: EvalRecipe, checkpoint: CheckpointSpec, sets: di
             rows = []
             for start in tqdm(range(0, len(items), 16), desc=f"{checkpoint.name} answers", leave=False):
                 part = items[start: start + 16]
-                rows += answer(backend, [it["prompt"] for it in part], recipe.answers, quality, recipe.seed + start)
+                rows += answer(backend, [it["prompt"] for it in part], recipe.answers, quality, recipe.seed + start,
+                               checkpoint.prompt_format)
             return [{"id": it["id"], "language": it["language"], "prompt": it["prompt"], **r}
                     for it, r in zip(items, rows)]
 
@@ -111,7 +112,8 @@ def evaluate_checkpoint(recipe: EvalRecipe, checkpoint: CheckpointSpec, sets: di
         if recipe.benchmarks.enabled:
             out["benchmarks"] = cache.get(
                 "benchmarks", recipe.benchmarks.model_dump(mode="json"),
-                lambda: run_benchmarks(recipe.benchmarks, model_dir, serving, folder / "benchmarks"))
+                lambda: run_benchmarks(recipe.benchmarks, model_dir, serving, folder / "benchmarks",
+                                       checkpoint.quality, checkpoint.prompt_format))
     if recipe.held_out.data:
         from moss_train.eval.held_out import evaluate
 
@@ -148,7 +150,8 @@ def run_eval(recipe: EvalRecipe) -> dict:
 
     results: dict = {"recipe": recipe.name, "reference": recipe.reference_name, "judge": recipe.judge.label,
                      "checkpoints": {c.name: {"model": str(c.model) if c.model else "SmolLM2-135M-Instruct",
-                                              "serving": c.serving().label, "quality": c.quality}
+                                              "serving": c.serving().label, "quality": c.quality,
+                                              "prompt_format": c.prompt_format}
                                      for c in recipe.checkpoints},
                      "sets": {name: len(rows) for name, rows in sets.items()}, "sections": {}}
     judged = (recipe.winrate.enabled and len(recipe.checkpoints) > 1) or (
