@@ -35,7 +35,7 @@ test *args:
 
 # the inner loop: all but the Slurm/Ray runs, kill/resume runs, 2-rank training, the vLLM server and the model-heavy tests
 test-fast *args:
-    python -m pytest -q -x --ignore=tests/test_chain.py --ignore=tests/test_engines.py --ignore=tests/test_reliability.py --ignore=tests/test_distributed_training.py --ignore=tests/test_dialogue.py --ignore=tests/test_feedback.py --ignore=tests/test_tool_traces.py --ignore=tests/test_sft.py --ignore=tests/test_dpo.py --ignore=tests/test_evaluate.py --ignore=tests/test_chat_loop.py --ignore=tests/test_backends.py --ignore=tests/test_vllm_server.py --deselect tests/test_import.py::test_classifier_in_choice_mode_labels_and_agreement --deselect tests/test_dialogue_plan.py::test_every_category_is_planned_from_its_source {{args}}
+    python -m pytest -q -x --ignore=tests/test_chain.py --ignore=tests/test_engines.py --ignore=tests/test_reliability.py --ignore=tests/test_distributed_training.py --ignore=tests/test_dialogue.py --ignore=tests/test_feedback.py --ignore=tests/test_tool_traces.py --ignore=tests/test_sft.py --ignore=tests/test_dpo.py --ignore=tests/test_evaluate.py --ignore=tests/test_chat_loop.py --ignore=tests/test_backends.py --ignore=tests/test_vllm_server.py --deselect tests/test_import.py::test_classifier_in_choice_mode_labels_and_agreement --deselect tests/test_dialogue_plan.py::test_every_category_is_planned_from_its_source --ignore=tests/test_eval_benchmarks.py --deselect tests/test_eval.py::test_a_real_run_writes_every_section_and_resumes --deselect tests/test_learned_quality.py::test_the_judge_annotates_real_documents {{args}}
 
 # every test, the slow ones included
 test-all *args:

@@ -152,6 +152,26 @@ def feedback(
                f"tagged shards: {shards_dir(cfg.output_dir)}")
 
 
+@app.command("train-quality")
+def train_quality_cmd(
+    recipe: Annotated[Path, typer.Argument(help="e.g. recipes/quality/en_annotate.yaml (judge scores, FineWeb-Edu "
+                                                "way) or recipes/quality/zh_contrast.yaml (keep vs drop, DCLM way)")],
+    set_: SetOpt = None,
+):
+    """Train a fastText quality classifier on judge annotations or on keep/drop documents; writes model.bin,
+    labels.jsonl and report.json (agreement with held-out labels) in the recipe's output_dir. Point a route's
+    learned_quality.model at model.bin to filter the corpus with it."""
+    from moss_data.corpus.learned_quality import QualityTrainRecipe, train_quality
+
+    cfg = load_recipe_or_exit(recipe, QualityTrainRecipe, set_)
+    try:
+        report = train_quality(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+
+
 @app.command("eval-sets")
 def eval_sets_cmd(
     out: Annotated[Path, typer.Option(help="folder of the sets (moss-train eval and the importer read it)")]

@@ -58,8 +58,10 @@ def tool_rows(backend, questions: list[dict], search_index, max_new_tokens: int,
               repetition_penalty: float = 1.1) -> list[dict]:
     caps = Capabilities(calculator=True, equation_solver=True, web_search=search_index is not None)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0, repetition_penalty=repetition_penalty)
+    from tqdm import tqdm
+
     rows = []
-    for q in questions:
+    for q in tqdm(questions, desc="tool questions", leave=False):
         chat = MossChat(backend, caps, ToolRegistry(caps, search_index), params, quality=quality)
         out = chat.send(q["prompt"])
         calls = out.results.calls
