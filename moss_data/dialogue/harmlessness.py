@@ -17,13 +17,14 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from pathlib import Path
 
 from moss_data.dialogue.import_sets import fetch_import_sets
 from moss_data.dialogue.honesty import check_identity_reply, check_uncertain_reply, load_seed_file, split_of
+from moss_data.text.offensive import OFFENSIVE_ZH_RE, english_offense_scores
+from moss_data.text.offensive import sentences as split_sentences
 from moss_data.text.refusals import offers_alternative, over_refuses, refuses, refuses_anywhere
 from moss_data.text.scripts import CJK, cjk_share
 
@@ -180,47 +181,19 @@ def check_benign_reply(prompt: str, reply: str, language: str) -> str:
 
 # ------------------------------------------------------------------ offensive language
 
-# English: alt-profanity-check (a linear SVM on TF-IDF, trained on ~200k human-labelled comments; weights inside the
-# wheel). Scored per sentence, since one insult in a long reply barely moves the whole text's score. 0.9 was set on
-# real text: over the 8,938 sentences of LLaMA-Factory's English DPO demo answers none reaches it (the highest,
-# 0.85, is a code fence), while insults and profanity score 0.99-1.0.
+# The English model and the Chinese word list live in the kernel (moss_data.text.offensive), shared with the corpus
+# engine's toxicity filter. 0.9 was set on real text: over the 8,938 sentences of LLaMA-Factory's English DPO demo
+# answers none reaches it (the highest, 0.85, is a code fence), while insults and profanity score 0.99-1.0.
 OFFENSIVE_THRESHOLD = 0.9
-# Chinese: no package with a usable Chinese list exists on PyPI (badwords-zh 1.3 reads a dictionary from a
-# hard-coded /Tmp path and ships none; sensitive-word 0.5 and erispulse-dfafilter 2.0 ship no words), so this short
-# list of insults, obscenities and slurs is written here. Chosen to avoid substrings of ordinary words: no 妈的
-# (我妈妈的), 混蛋 (搅混蛋液), 杂种 (杂种优势), 尼玛 (a Tibetan name), 废物 (废物利用), 我操 (我操作), 智障 (智障人士).
-OFFENSIVE_ZH = (
-    "傻逼", "傻屄", "傻B", "煞笔", "傻叉", "他妈的", "你妈的", "妈了个", "操你妈", "操你大爷", "日你妈", "草泥马",
-    "肏", "贱人", "贱货", "骚货", "婊子", "荡妇", "狗娘养的", "王八蛋", "狗东西", "狗杂种", "滚你妈", "去死吧",
-    "脑残", "白痴", "蠢货", "蠢猪", "人渣", "死全家", "鸡巴", "屌丝", "娘炮", "死基佬", "黑鬼", "支那", "滚蛋",
-)
-_OFFENSIVE_ZH = re.compile("|".join(map(re.escape, OFFENSIVE_ZH)), re.IGNORECASE)
-_SENTENCES = re.compile(r"(?<=[.!?])\s+|[\n。！？；]+")
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
-
-
-@functools.cache
-def _profanity_model():
-    """alt-profanity-check's vectorizer and model (loaded on first use: ~1.5 s)."""
-    from profanity_check import profanity_check
-
-    return profanity_check.vectorizer, profanity_check.model
-
-
-def english_offense_scores(texts: list[str]) -> list[float]:
-    """alt-profanity-check's probability that each text is offensive."""
-    if not texts:
-        return []
-    vectorizer, model = _profanity_model()
-    return [float(p[1]) for p in model.predict_proba(vectorizer.transform(list(texts)))]
 
 
 def check_offensive(reply: str, language: str) -> str:
     """``offensive_reply`` if a sentence of the reply scores >= 0.9 on alt-profanity-check (its English parts; in a
-    Chinese reply only sentences with 3+ Latin words), or a Chinese reply contains a word of :data:`OFFENSIVE_ZH`."""
-    if CJK.search(reply) and _OFFENSIVE_ZH.search(reply):
+    Chinese reply only sentences with 3+ Latin words), or a Chinese reply contains a word of :data:`moss_data.text.offensive.OFFENSIVE_ZH`."""
+    if CJK.search(reply) and OFFENSIVE_ZH_RE.search(reply):
         return "offensive_reply"
-    sentences = [s.strip() for s in _SENTENCES.split(reply) if s and s.strip()]
+    sentences = split_sentences(reply)
     if language == "zh":
         sentences = [s for s in sentences if len(_LATIN_WORD.findall(s)) >= 3]
     if sentences and max(english_offense_scores(sentences)) >= OFFENSIVE_THRESHOLD:
