@@ -2,7 +2,8 @@
 
 Each first-level folder under ``data_folder`` is a repository. A document carries ``repo``, ``path`` (inside the
 repo), ``language`` (from the extension: LID calls Python Spanish, so code never goes through LID), ``size`` and
-``license`` (SPDX guess from the repo's LICENSE/COPYING file, ``unknown`` when there is none).
+``license`` (the file's own ``SPDX-License-Identifier`` tag, else the SPDX id guessed from the repo's LICENSE/COPYING
+file: ``other`` when the text is not one we recognise, ``unknown`` when there is no such file).
 
 Skips, counted as ``skipped_<reason>``: ``too_large`` (checked from the file size, before reading), ``binary``
 (NUL bytes), ``invalid_utf8``, ``empty``, ``not_code`` (an extension we do not route as code), ``vcs_or_hidden``, and
@@ -37,25 +38,83 @@ EXTENSION_LANGUAGE: dict[str, str] = {
 DATA_LANGUAGES = frozenset({"JSON", "YAML", "TOML", "XML", "CSV"})
 
 LICENSE_FILE = re.compile(r"^(licen[cs]e|copying)(\.(txt|md|rst))?$", re.IGNORECASE)
-# Ordered: the first matching marker wins (e.g. LGPL before GPL).
-LICENSE_MARKERS: tuple[tuple[str, str], ...] = (
-    ("PYTHON SOFTWARE FOUNDATION LICENSE", "PSF-2.0"),
-    ("Apache License", "Apache-2.0"),
-    ("GNU LESSER GENERAL PUBLIC LICENSE", "LGPL"),
-    ("GNU AFFERO GENERAL PUBLIC LICENSE", "AGPL"),
-    ("GNU GENERAL PUBLIC LICENSE", "GPL"),
-    ("Mozilla Public License", "MPL-2.0"),
-    ("Permission is hereby granted, free of charge", "MIT"),
-    ("Redistribution and use in source and binary forms", "BSD"),
-    ("This is free and unencumbered software released into the public domain", "Unlicense"),
+# A per-file licence tag (REUSE / SPDX convention) in a file's first lines overrides the repository's licence.
+SPDX_TAG = re.compile(r"SPDX-License-Identifier:\s*([A-Za-z0-9.+-]+(?:\s+(?:OR|AND|WITH)\s+[A-Za-z0-9.+-]+)*)")
+
+# (SPDX id, markers that must all appear), ordered: the first match wins. Title markers are matched in the licence
+# file's first 600 characters (a GPL-3 text mentions the Affero GPL in its section 13, an LGPL text the GPL), body
+# markers anywhere (as lower case, whitespace collapsed).
+_TITLE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("AGPL-3.0", ("gnu affero general public license", "version 3")),
+    ("LGPL-2.1", ("gnu lesser general public license", "version 2.1")),
+    ("LGPL-3.0", ("gnu lesser general public license", "version 3")),
+    ("LGPL-2.0", ("gnu library general public license",)),
+    ("GFDL-1.3", ("gnu free documentation license", "version 1.3")),
+    ("GFDL-1.2", ("gnu free documentation license", "version 1.2")),
+    ("GPL-3.0", ("gnu general public license", "version 3")),
+    ("GPL-2.0", ("gnu general public license", "version 2")),
+    ("GPL-1.0", ("gnu general public license", "version 1")),
+    ("MPL-2.0", ("mozilla public license", "2.0")),
+    ("MPL-1.1", ("mozilla public license", "1.1")),
+    ("EPL-2.0", ("eclipse public license", "2.0")),
+    ("EPL-1.0", ("eclipse public license", "1.0")),
+    ("Apache-2.0", ("apache license", "version 2.0")),
+    ("BSL-1.0", ("boost software license",)),
+    ("Artistic-2.0", ("artistic license 2.0",)),
+    ("Artistic-1.0", ('the "artistic license"',)),
+    ("CC0-1.0", ("cc0 1.0 universal",)),
 )
+_BODY_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("PSF-2.0", ("python software foundation license",)),
+    ("Apache-2.0", ("apache license", "version 2.0")),
+    ("Unlicense", ("this is free and unencumbered software released into the public domain",)),
+    ("MIT-0", ("permission is hereby granted, free of charge", "without restriction",
+               "the software is provided \"as is\"")),  # refined below: MIT-0 lacks MIT's notice condition
+    ("BSD-4-Clause", ("redistribution and use in source and binary forms", "all advertising materials")),
+    ("BSD-3-Clause", ("redistribution and use in source and binary forms", "endorse or promote products")),
+    ("BSD-2-Clause", ("redistribution and use in source and binary forms",)),
+    ("ISC", ("permission to use, copy, modify, and", "for any purpose with or without fee is hereby granted")),
+    ("Zlib", ("this software is provided 'as-is'", "permission is granted to anyone to use this software")),
+    ("CC0-1.0", ("to the extent possible under law", "dedicated all copyright")),
+    ("WTFPL", ("do what the fuck you want to public license",)),
+    ("LGPL-3.0", ("gnu lesser general public license", "version 3")),
+    ("LGPL-2.1", ("gnu lesser general public license", "version 2.1")),
+    ("AGPL-3.0", ("gnu affero general public license", "version 3")),
+    ("GPL-3.0", ("gnu general public license", "version 3")),
+    ("GPL-2.0", ("gnu general public license", "version 2")),
+    ("MPL-2.0", ("mozilla public license", "2.0")),
+)
+_MIT_NOTICE = "the above copyright notice and this permission notice shall be included"
+
+# Permissive licences (the kinds The Stack kept): no copyleft and no advertising clause beyond a notice.
+PERMISSIVE_LICENSES = frozenset({
+    "MIT", "MIT-0", "BSD-2-Clause", "BSD-3-Clause", "Apache-2.0", "ISC", "PSF-2.0", "Python-2.0", "Unlicense",
+    "CC0-1.0", "Zlib", "BSL-1.0", "0BSD", "WTFPL", "Artistic-2.0", "X11", "NCSA", "UPL-1.0", "PostgreSQL",
+})
 
 
 def guess_license(text: str) -> str:
-    for marker, spdx in LICENSE_MARKERS:
-        if marker.lower() in text.lower():
+    """The SPDX id of a licence file's text; ``other`` when it is none of the licences above."""
+    flat = re.sub(r"(?:^|\s)[*#;/]+(?=\s)", " ", text.lower())  # comment leaders of a licence in a C/shell comment
+    flat = re.sub(r"\s+", " ", flat)
+    head = flat[:600]
+    for spdx, markers in _TITLE_RULES:
+        if all(m in head for m in markers):
             return spdx
+    for spdx, markers in _BODY_RULES:
+        if all(m in flat for m in markers):
+            if spdx == "MIT-0" and _MIT_NOTICE in flat:
+                return "MIT"
+            return spdx
+    if "permission is hereby granted, free of charge" in flat:
+        return "MIT"
     return "other"
+
+
+def license_tag(text: str, lines: int = 20) -> str | None:
+    """The ``SPDX-License-Identifier`` of a source file's first lines, if it has one."""
+    m = SPDX_TAG.search("\n".join(text.splitlines()[:lines]))
+    return m.group(1) if m else None
 
 
 class CodeRepoReader(SkipCountingMixin, BaseDiskReader):
@@ -114,7 +173,7 @@ class CodeRepoReader(SkipCountingMixin, BaseDiskReader):
                 "path": inner,
                 "language": language,
                 "size": size,
-                "license": self._repo_license(repo),
+                "license": license_tag(text) or self._repo_license(repo),
             }
         doc = self._document_or_skip(data, filepath, filepath)
         if doc is not None:

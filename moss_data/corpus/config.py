@@ -1,4 +1,5 @@
-"""The clean stage's configuration: sources, extraction, language ID, route filters, PII."""
+"""The clean stage's configuration: sources, extraction, language ID, route filters (quality, toxicity, code licence),
+PII."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pydantic import Field, field_validator, model_validator
 from moss_data.corpus.filters.chinese import ChineseQualityConfig
 from moss_data.corpus.filters.code import CodeQualityConfig
 from moss_data.corpus.filters.english import EnglishFilters
+from moss_data.corpus.filters.licence import LicenceFilterConfig
+from moss_data.corpus.filters.toxicity import ToxicityConfig
 from moss_data.corpus.pii import PIIConfig
 from moss_data.recipe import StrictModel
 
@@ -57,6 +60,10 @@ class RouteFilters(StrictModel):
     en: EnglishFilters = EnglishFilters()
     zh: ChineseQualityConfig = ChineseQualityConfig()
     code: CodeQualityConfig = CodeQualityConfig()
+    toxicity: ToxicityConfig = Field(ToxicityConfig(), description="offensive text: English (alt-profanity-check per "
+                                     "sentence) and Chinese (word list), after each route's quality filters")
+    licence: LicenceFilterConfig = Field(LicenceFilterConfig(), description="code licences (SPDX ids): "
+                                         "permissive_only keeps only permissive ones; before the code quality filter")
 
 
 class CleanConfig(StrictModel):

@@ -1,7 +1,8 @@
 """The clean stage as datatrove pipeline steps: one pipeline per source, all with the same route logic.
 
-    reader -> size guard -> [trafilatura, for html] -> language router -> en / zh / code filters (route-gated)
-           -> PII & secrets scrubber -> writer (clean/<route>/<source>_<rank>.jsonl.gz)
+    reader -> size guard -> [trafilatura, for html] -> language router -> en / zh quality filters -> en / zh toxicity
+           -> code licence -> code quality (all route-gated) -> PII & secrets scrubber
+           -> writer (clean/<route>/<source>_<rank>.jsonl.gz)
 
 Where each output goes: :mod:`moss_data.corpus.layout`.
 """
@@ -20,6 +21,8 @@ from moss_data.corpus.filters.chinese import ChineseQualityFilter
 from moss_data.corpus.filters.code import CodeQualityFilter
 from moss_data.corpus.filters.english import build_english_filters
 from moss_data.corpus.filters.gate import RouteGate
+from moss_data.corpus.filters.licence import LicenceFilter
+from moss_data.corpus.filters.toxicity import ChineseToxicityFilter, EnglishToxicityFilter
 from moss_data.corpus.filters.size import DocumentSizeFilter
 from moss_data.corpus.langid import LanguageRouter
 from moss_data.corpus.layout import CleanLayout
@@ -31,7 +34,7 @@ from moss_data.plan import Job
 
 # Bumped when the clean stage's outputs change for the same recipe (a reader or filter changed what it keeps): part
 # of each clean job's key, so outputs made by older code are redone, not resumed.
-CLEAN_VERSION = 2
+CLEAN_VERSION = 3
 
 READERS = {"warc": SafeWarcReader, "jsonl": SafeJsonlReader, "parquet": SafeParquetReader, "code": CodeRepoReader}
 
@@ -83,8 +86,15 @@ def build_pipeline(recipe: CleanConfig, source: SourceConfig, out: Path) -> list
             steps.append(RouteGate("en", f, exclusion_writer=exclusions(f"en {f.name}")))
         if recipe.filters.zh.enabled:
             steps.append(RouteGate("zh", ChineseQualityFilter(recipe.filters.zh), exclusions("zh quality")))
-    if recipe.filters.code.enabled and (source.kind == "code" or source.route == "code"):
-        steps.append(RouteGate("code", CodeQualityFilter(recipe.filters.code), exclusions("code quality")))
+        if recipe.filters.toxicity.enabled:
+            tox = recipe.filters.toxicity
+            steps.append(RouteGate("en", EnglishToxicityFilter(tox), exclusions("en toxicity")))
+            steps.append(RouteGate("zh", ChineseToxicityFilter(tox), exclusions("zh toxicity")))
+    if source.kind == "code" or source.route == "code":
+        if recipe.filters.licence.permissive_only:
+            steps.append(RouteGate("code", LicenceFilter(recipe.filters.licence), exclusions("code licence")))
+        if recipe.filters.code.enabled:
+            steps.append(RouteGate("code", CodeQualityFilter(recipe.filters.code), exclusions("code quality")))
     steps.append(PIIScrubber(recipe.pii))
     steps.append(JsonlWriter(str(CleanLayout(out).clean), output_filename=route_filename(source.name)))
     return steps

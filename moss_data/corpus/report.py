@@ -6,7 +6,10 @@ runs, so the totals are the same whether a run went through at once or was resum
 
 Outputs in ``report/``: ``stats.json`` (per source, per step, datatrove's stats format, merged over tasks),
 ``summary.json`` (the tables below as data), ``report.md`` (kept documents and characters per route and source,
-removals by route, step and reason, reader skips by reason) and ``removals.png``.
+removals by route, step and reason, reader skips by reason, PII replaced per kind, and examples of what the toxicity,
+licence and code filters removed and of where PII was replaced) and ``removals.png``.
+
+Examples never show PII: a PII example is the scrubbed text around the placeholder, read back from the clean shards.
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ from moss_data.tables import markdown_table
 from moss_data.text.langid import ROUTES
 
 _TYPE_PREFIX = re.compile(r"^[^:]*-\s*[A-Z]+:\s*")
+# Exclusion files (``excluded/<source>/<step slug>_<rank>.jsonl.gz``) of the filters whose removals get examples.
+EXAMPLE_STEPS = ("en_toxicity", "zh_toxicity", "code_licence", "code_quality")
+EXAMPLES_PER_REASON = 3
+EXAMPLE_SCAN_LIMIT = 20_000  # documents read per exclusion file at most
+PII_PLACEHOLDER = re.compile(r"<(?:EMAIL|IP_ADDRESS|KEY|PHONE_NUMBER|ID_NUMBER|BANK_CARD)>")
+SNIPPET_CHARS = 40
 
 
 def merged_stats(logging_dir: Path) -> PipelineStats:
@@ -69,6 +78,65 @@ def kept_documents(clean_dir: Path) -> pl.DataFrame:
         [{"route": r, "source": s, "documents": n, "characters": chars[(r, s)]} for (r, s), n in sorted(counts.items())],
         schema={"route": pl.Utf8, "source": pl.Utf8, "documents": pl.Int64, "characters": pl.Int64},
     )
+
+
+def _cell(text: str, limit: int = 100) -> str:
+    """One line of text for a markdown table cell."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _removal_detail(meta: dict) -> str:
+    """What a removed document was removed for, in a few words (toxicity: the worst sentence or the words found;
+    licence: the licence; code: the path and language)."""
+    if "toxicity" in meta:
+        t = meta["toxicity"]
+        if "offensive_sentences" in t:
+            return f"{t['offensive_sentences']}/{t['sentences']} offensive sentences, top {t['top_score']}: {t['example']}"
+        return f"{t['offensive_words']} listed words ({t['per_1k_chars']}/1k chars): {t['example']}"
+    if meta.get("route") == "code":
+        return f"{meta.get('repo', '')}/{meta.get('path', '')} ({meta.get('language', '?')}, licence {meta.get('license', '?')})"
+    return ""
+
+
+def removal_examples(excluded_dir: Path, per_reason: int = EXAMPLES_PER_REASON) -> pl.DataFrame:
+    """A few removed documents per (step, reason) of the toxicity, licence and code filters, from the exclusion
+    output: document id and why."""
+    seen: Counter = Counter()
+    rows = []
+    files = sorted(p for p in excluded_dir.glob("*/*.jsonl.gz") if p.name.startswith(EXAMPLE_STEPS)) \
+        if excluded_dir.exists() else []
+    for path in files:
+        for i, doc in enumerate(iter_documents(path.parent, path.name)):
+            if i >= EXAMPLE_SCAN_LIMIT:
+                break
+            meta = doc["metadata"]
+            key = (meta.get("filter_step", ""), meta.get("filter_reason", ""))
+            if seen[key] >= per_reason:
+                continue
+            seen[key] += 1
+            rows.append({"step": key[0], "reason": key[1], "id": _cell(doc["id"], 60),
+                         "detail": _cell(_removal_detail(meta))})
+    return pl.DataFrame(rows, schema={"step": pl.Utf8, "reason": pl.Utf8, "id": pl.Utf8, "detail": pl.Utf8}).sort(
+        "step", "reason", "id")
+
+
+def pii_examples(clean_dir: Path, per_kind: int = EXAMPLES_PER_REASON) -> pl.DataFrame:
+    """A few kept documents per PII kind, with the scrubbed text around the first placeholder (never the PII)."""
+    seen: Counter = Counter()
+    rows = []
+    for doc in iter_documents(clean_dir, SHARD_PATTERN):
+        kinds = [k for k in (doc["metadata"].get("pii") or {}) if seen[k] < per_kind]
+        if not kinds:
+            continue
+        m = PII_PLACEHOLDER.search(doc["text"])
+        snippet = doc["text"][max(0, m.start() - SNIPPET_CHARS): m.end() + SNIPPET_CHARS] if m else ""
+        for kind in kinds:
+            seen[kind] += 1
+            rows.append({"kind": kind, "id": _cell(doc["id"], 60), "count": int(doc["metadata"]["pii"][kind]),
+                         "scrubbed_context": _cell(snippet, 2 * SNIPPET_CHARS + 20)})
+    return pl.DataFrame(rows, schema={"kind": pl.Utf8, "id": pl.Utf8, "count": pl.Int64,
+                                      "scrubbed_context": pl.Utf8}).sort("kind", "id")
 
 
 def merged_stats_by_source(recipe: CleanConfig, out: Path) -> dict[str, PipelineStats]:
@@ -132,6 +200,8 @@ def build_tables(out: Path, merged: dict[str, PipelineStats]) -> dict[str, pl.Da
         "extraction_failures": extraction,
         "reader_skips": skips,
         "pii": pii,
+        "removal_examples": removal_examples(CleanLayout(out).excluded),
+        "pii_examples": pii_examples(CleanLayout(out).clean),
         "steps": steps,
     }
 
@@ -178,6 +248,8 @@ def write_report(recipe: CleanConfig, out: Path, name: str) -> Path:
         ("Extraction failures", tables["extraction_failures"]),
         ("Reader skips (records that never became documents)", tables["reader_skips"]),
         ("PII and secrets replaced", tables["pii"]),
+        ("Examples: toxicity, licence and code removals", tables["removal_examples"]),
+        ("Examples: PII replaced (scrubbed text around the placeholder)", tables["pii_examples"]),
     ]
     for title, df in sections:
         md.append(f"\n## {title}\n\n{markdown_table(df)}")
