@@ -64,7 +64,12 @@ feedback recipe="recipes/feedback/tiny_cpu.yaml":
 
 # compare checkpoints (default: the demo's base, SFT, DPO): win rate, benchmarks, tools, safety, tag steering -> report.md
 eval recipe="recipes/eval/demo.yaml": eval-sets
+    moss-train fetch-benchmarks
     moss-train eval {{recipe}}
+
+# train a fastText quality classifier (judge annotations or keep/drop sets) for the corpus's learned_quality filter
+train-quality recipe="recipes/quality/zh_contrast.yaml":
+    moss-data train-quality {{recipe}}
 
 # pretrain a tiny model a few steps on the sample corpus token shards (after just demo)
 pretrain recipe="recipes/train/pretrain_cpu.yaml":

@@ -121,8 +121,11 @@ def eval_step() -> dict:
     from moss_train.eval.config import EvalRecipe
     from moss_train.eval.run import run_eval
 
+    from moss_train.eval.benchmark_data import fetch_benchmark_data
+
     cfg = load_recipe(Path("recipes/eval/demo.yaml"), EvalRecipe)
     write_eval_sets(cfg.eval_sets)
+    fetch_benchmark_data()
     if not final_dir(OUT / "dpo").exists():  # the DPO step had no pair to train on
         cfg = cfg.model_copy(update={"checkpoints": [c for c in cfg.checkpoints if c.name != "dpo"]})
     r = run_eval(cfg)["sections"]

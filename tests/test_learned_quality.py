@@ -57,3 +57,25 @@ def test_the_judge_annotates_real_documents(sample_run, smollm2, tmp_path):
     assert sum(report["scores"].values()) == 8
     assert all(json.loads(line)["score"] in range(6) for line in (tmp_path / "q" / "labels.jsonl").read_text()
                .splitlines())
+
+
+def test_the_sample_chain_runs_with_the_learned_classifier(sample_run, tmp_path):
+    """The whole sample chain with a learned classifier on the Chinese route (trained on the first run's kept and
+    removed documents), toxicity and the Chinese PII rules on: the removals and their examples are in the report."""
+    from moss_data.chain.run import run_corpus
+
+    out = sample_run.output_dir
+    recipe = load_recipe(REPO / "recipes/quality/zh_contrast.yaml", QualityTrainRecipe).model_copy(update={
+        "output_dir": tmp_path / "q"})
+    recipe.contrast.keep, recipe.contrast.drop = [out / "clean"], [out / "excluded"]
+    train_quality(recipe)
+    corpus = sample_run.model_copy(deep=True)
+    corpus.output_dir = tmp_path / "corpus"
+    corpus.filters.learned_quality = {"zh": LearnedQualityConfig(model=tmp_path / "q" / "model.bin", threshold=0.9)}
+    corpus.dedup.enabled = corpus.tokenize.enabled = False  # the clean stage is what this checks
+    assert corpus.filters.toxicity.enabled and corpus.pii.cn_mobile and corpus.pii.cn_resident_id
+    report_dir = run_corpus(corpus)
+    report = (report_dir / "report.md").read_text()
+    assert "learned_quality" in report and "keep probability" in report
+    kept_zh = [d for d in _documents(tmp_path / "corpus" / "clean", "zh")]
+    assert 0 < len(kept_zh) < len(_documents(out / "clean", "zh"))  # the classifier removed some, not all

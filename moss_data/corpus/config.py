@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from moss_data.corpus.filters.chinese import ChineseQualityConfig
 from moss_data.corpus.filters.code import CodeQualityConfig
 from moss_data.corpus.filters.english import EnglishFilters
+from moss_data.corpus.filters.learned import LearnedQualityConfig
 from moss_data.corpus.filters.licence import LicenceFilterConfig
 from moss_data.corpus.filters.toxicity import ToxicityConfig
 from moss_data.corpus.pii import PIIConfig
@@ -64,6 +65,9 @@ class RouteFilters(StrictModel):
                                      "sentence) and Chinese (word list), after each route's quality filters")
     licence: LicenceFilterConfig = Field(LicenceFilterConfig(), description="code licences (SPDX ids): "
                                          "permissive_only keeps only permissive ones; before the code quality filter")
+    learned_quality: dict[Literal["en", "zh"], LearnedQualityConfig] = Field(
+        default_factory=dict, description="a fastText classifier per route from `moss-data train-quality` (its "
+                                          "model.bin), after the route's heuristic filters; none: off")
 
 
 class CleanConfig(StrictModel):

@@ -1,6 +1,7 @@
 """The clean stage as datatrove pipeline steps: one pipeline per source, all with the same route logic.
 
     reader -> size guard -> [trafilatura, for html] -> language router -> en / zh quality filters -> en / zh toxicity
+           -> en / zh learned quality (a train-quality model, when set)
            -> code licence -> code quality (all route-gated) -> PII & secrets scrubber
            -> writer (clean/<route>/<source>_<rank>.jsonl.gz)
 
@@ -21,6 +22,7 @@ from moss_data.corpus.filters.chinese import ChineseQualityFilter
 from moss_data.corpus.filters.code import CodeQualityFilter
 from moss_data.corpus.filters.english import build_english_filters
 from moss_data.corpus.filters.gate import RouteGate
+from moss_data.corpus.filters.learned import LearnedQualityFilter
 from moss_data.corpus.filters.licence import LicenceFilter
 from moss_data.corpus.filters.toxicity import ChineseToxicityFilter, EnglishToxicityFilter
 from moss_data.corpus.filters.size import DocumentSizeFilter
@@ -90,6 +92,10 @@ def build_pipeline(recipe: CleanConfig, source: SourceConfig, out: Path) -> list
             tox = recipe.filters.toxicity
             steps.append(RouteGate("en", EnglishToxicityFilter(tox), exclusions("en toxicity")))
             steps.append(RouteGate("zh", ChineseToxicityFilter(tox), exclusions("zh toxicity")))
+        # last of the route filters: the model reads only what the cheap rules kept (FineWeb-Edu's order)
+        for route, learned in recipe.filters.learned_quality.items():
+            if learned.model is not None:
+                steps.append(RouteGate(route, LearnedQualityFilter(learned), exclusions(f"{route} learned quality")))
     if source.kind == "code" or source.route == "code":
         if recipe.filters.licence.permissive_only:
             steps.append(RouteGate("code", LicenceFilter(recipe.filters.licence), exclusions("code licence")))

@@ -25,6 +25,7 @@ from loguru import logger
 
 from moss_data.corpus.config import CleanConfig
 from moss_data.corpus.layout import CleanLayout
+from moss_data.corpus.pii import PIIConfig, scrub
 from moss_data.corpus.pipeline import clean_logs
 from moss_data.io.atomic import atomic_write_figure, atomic_write_text
 from moss_data.io.documents import SHARD_PATTERN, iter_documents
@@ -33,7 +34,7 @@ from moss_data.text.langid import ROUTES
 
 _TYPE_PREFIX = re.compile(r"^[^:]*-\s*[A-Z]+:\s*")
 # Exclusion files (``excluded/<source>/<step slug>_<rank>.jsonl.gz``) of the filters whose removals get examples.
-EXAMPLE_STEPS = ("en_toxicity", "zh_toxicity", "code_licence", "code_quality")
+EXAMPLE_STEPS = ("en_toxicity", "zh_toxicity", "en_learned_quality", "zh_learned_quality", "code_licence", "code_quality")
 EXAMPLES_PER_REASON = 3
 EXAMPLE_SCAN_LIMIT = 20_000  # documents read per exclusion file at most
 PII_PLACEHOLDER = re.compile(r"<(?:EMAIL|IP_ADDRESS|KEY|PHONE_NUMBER|ID_NUMBER|BANK_CARD)>")
@@ -86,22 +87,32 @@ def _cell(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _removal_detail(meta: dict) -> str:
+def _removal_detail(doc: dict) -> str:
     """What a removed document was removed for, in a few words (toxicity: the worst sentence or the words found;
-    licence: the licence; code: the path and language)."""
+    licence and code: the path, language, licence and first line), PII-scrubbed: excluded documents were removed
+    before the scrubber ran."""
+    meta = doc["metadata"]
     if "toxicity" in meta:
         t = meta["toxicity"]
         if "offensive_sentences" in t:
-            return f"{t['offensive_sentences']}/{t['sentences']} offensive sentences, top {t['top_score']}: {t['example']}"
-        return f"{t['offensive_words']} listed words ({t['per_1k_chars']}/1k chars): {t['example']}"
-    if meta.get("route") == "code":
-        return f"{meta.get('repo', '')}/{meta.get('path', '')} ({meta.get('language', '?')}, licence {meta.get('license', '?')})"
-    return ""
+            detail = (f"{t['offensive_sentences']}/{t['sentences']} offensive sentences, top {t['top_score']}: "
+                      f"{t['example']}")
+        else:
+            detail = f"{t['offensive_words']} listed words ({t['per_1k_chars']}/1k chars): {t['example']}"
+    elif "quality_score" in meta:
+        detail = f"keep probability {meta['quality_score']}: {' '.join(doc.get('text', '')[:2 * SNIPPET_CHARS].split())}"
+    elif meta.get("route") == "code":
+        first = next((line.strip() for line in doc.get("text", "").splitlines() if line.strip()), "")
+        detail = (f"{meta.get('repo', '')}/{meta.get('path', '')} ({meta.get('language', '?')}, licence "
+                  f"{meta.get('license', '?')}): {first[:SNIPPET_CHARS]}")
+    else:
+        detail = doc.get("text", "")[: 2 * SNIPPET_CHARS]
+    return scrub(detail, PIIConfig())[0]
 
 
 def removal_examples(excluded_dir: Path, per_reason: int = EXAMPLES_PER_REASON) -> pl.DataFrame:
     """A few removed documents per (step, reason) of the toxicity, licence and code filters, from the exclusion
-    output: document id and why."""
+    output: document id and why (PII-scrubbed)."""
     seen: Counter = Counter()
     rows = []
     files = sorted(p for p in excluded_dir.glob("*/*.jsonl.gz") if p.name.startswith(EXAMPLE_STEPS)) \
@@ -116,7 +127,7 @@ def removal_examples(excluded_dir: Path, per_reason: int = EXAMPLES_PER_REASON) 
                 continue
             seen[key] += 1
             rows.append({"step": key[0], "reason": key[1], "id": _cell(doc["id"], 60),
-                         "detail": _cell(_removal_detail(meta))})
+                         "detail": _cell(_removal_detail(doc), 140)})
     return pl.DataFrame(rows, schema={"step": pl.Utf8, "reason": pl.Utf8, "id": pl.Utf8, "detail": pl.Utf8}).sort(
         "step", "reason", "id")
 
@@ -248,7 +259,7 @@ def write_report(recipe: CleanConfig, out: Path, name: str) -> Path:
         ("Extraction failures", tables["extraction_failures"]),
         ("Reader skips (records that never became documents)", tables["reader_skips"]),
         ("PII and secrets replaced", tables["pii"]),
-        ("Examples: toxicity, licence and code removals", tables["removal_examples"]),
+        ("Examples: toxicity, learned quality, licence and code removals", tables["removal_examples"]),
         ("Examples: PII replaced (scrubbed text around the placeholder)", tables["pii_examples"]),
     ]
     for title, df in sections:

@@ -9,9 +9,16 @@ from __future__ import annotations
 import ipaddress
 import re
 
-EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b")
-IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
-IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:])")
+# Boundaries are ASCII-only: Chinese writes addresses right next to CJK characters ("邮箱foo@bar.com联系",
+# "地址8.8.8.8。"), which Python's \w and \b count as word characters.
+EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}"
+                   r"(?![A-Za-z0-9_])")
+# Not a section number: "section 6.2.4.3", "#section-7.1.1.1" (RFC links), "§ 1.2.3.4", "第 6.2.4.3 节" (Chinese
+# manuals write 第 ... 节/章 around them).
+_SECTION_BEFORE = r"(?<![Ss]ection )(?<![Ss]ection-)(?<!§)(?<!§ )(?<!第)(?<!第 )(?<!第\xa0)"
+IPV4 = re.compile(r"(?<![0-9A-Za-z_.])" + _SECTION_BEFORE + r"(?:\d{1,3}\.){3}\d{1,3}(?![0-9A-Za-z_.])"
+                  r"(?![ \xa0]?[节章条](?!点))")
+IPV6 = re.compile(r"(?<![0-9A-Za-z_:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![0-9A-Za-z_:])")
 
 # name -> pattern; group "secret" (when present) is the part replaced, so `api_key = "..."` keeps its name.
 SECRET_PATTERNS: dict[str, re.Pattern] = {
@@ -36,12 +43,13 @@ PLACEHOLDER_VALUES = frozenset({"<KEY>", "<PASSWORD>", "xxxxxxxx", "********", "
 DOC_DOMAINS = ("example.com", "example.org", "example.net")
 
 
-
 def is_public_ip(text: str) -> bool:
+    """A global unicast address (multicast groups such as mDNS's 224.0.0.251 name a protocol, not a host)."""
     try:
-        return ipaddress.ip_address(text).is_global
+        ip = ipaddress.ip_address(text)
     except ValueError:
         return False
+    return ip.is_global and not ip.is_multicast
 
 
 # ------------------------------------------------------------------ Chinese PII (mainland China)

@@ -413,7 +413,9 @@ def run_benchmarks(cfg: BenchmarkConfig, model_dir: Path, backend, work_dir: Pat
         return out
     lm = lm_for(Path(model_dir), backend, cfg.batch_size, prompt_format)
     chat = prompt_format == "chat_template"
-    results = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=TaskManager(), log_samples=True,
+    # only our task dicts: indexing lm-eval's thousands of bundled task YAMLs (TaskManager's default) takes 10-30 s
+    results = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=TaskManager(include_defaults=False),
+                                      log_samples=True,
                                       apply_chat_template=chat,
                                       system_instruction=meta_instruction(Capabilities()) if chat else None,
                                       confirm_run_unsafe_code=True, batch_size=cfg.batch_size,
