@@ -67,8 +67,8 @@ eval recipe="recipes/eval/demo.yaml": eval-sets
     moss-train fetch-benchmarks
     moss-train eval {{recipe}}
 
-# train a fastText quality classifier (judge annotations or keep/drop sets) for the corpus's learned_quality filter
-train-quality recipe="recipes/quality/zh_contrast.yaml":
+# train a fastText quality classifier (judge scores or keep/drop sets) for the corpus filter learned_quality
+quality recipe="recipes/quality/zh_contrast.yaml":
     moss-data train-quality {{recipe}}
 
 # pretrain a tiny model a few steps on the sample corpus token shards (after just demo)

@@ -178,3 +178,35 @@ def test_the_evaluation_runs_on_the_vllm_server(vllm_server, endpoint, smollm2, 
     assert all(a["reply"] and a["finish_reason"] in ("stop", "length") for a in answers)
     samples = (tmp_path / "eval" / "served" / "benchmarks" / "gsm8k_samples.jsonl").read_text().splitlines()
     assert len(samples) == 2 and all(json.loads(s)["response"].strip() for s in samples)
+
+
+def test_benchmarks_run_on_the_vllm_server_through_local_completions(vllm_server, smollm2, tmp_path):
+    """run_benchmarks with the checkpoint served (MOSS prompts, lm-eval's local-completions, token ids): GSM8K's
+    generations come from the server, and MMLU's log-likelihoods too (vLLM's echo + logprobs), matching the same
+    model's in transformers (the server runs bfloat16, so within a tolerance)."""
+    import torch
+    from test_eval_benchmarks import choice_logprobs, write_local_files
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from moss_data.llm import BackendConfig
+    from moss_train.eval.benchmarks import BenchmarkConfig, moss_prompt, run_benchmarks
+
+    paths = write_local_files(tmp_path / "files")
+    cfg = BenchmarkConfig(humaneval={"enabled": False}, mmlu={"path": paths["mmlu"]},
+                          gsm8k={"path": paths["gsm8k"], "max_new_tokens": 48})
+    backend = BackendConfig(kind="http", base_url=vllm_server.base_url, model=vllm_server.model)
+    out = run_benchmarks(cfg, smollm2, backend, tmp_path / "work")
+    assert out["gsm8k"]["n"] == 2 and out["gsm8k"]["malformed_rows"] == 1 and out["mmlu"]["n"] == 3
+    generated = [json.loads(s) for s in (tmp_path / "work" / "gsm8k_samples.jsonl").read_text().splitlines()]
+    assert len(generated) == 2 and all(s["response"].strip() for s in generated)
+    # the server's tokenizer is the folder's own (no MOSS tokens added), so is the one used here
+    tokenizer = AutoTokenizer.from_pretrained(str(smollm2))
+    model = AutoModelForCausalLM.from_pretrained(str(smollm2), dtype=torch.float32).eval()
+    for s in [json.loads(s) for s in (tmp_path / "work" / "mmlu_samples.jsonl").read_text().splitlines()]:
+        doc = s["doc"]
+        question = ("The following are multiple choice questions (with answers) about general knowledge.\n\n"
+                    f"{doc['question']}\n" + "\n".join(f"{x}. {doc[x]}" for x in "ABCD") + "\nAnswer:")
+        ours = choice_logprobs(model, tokenizer, moss_prompt(question))
+        served = [r[0] for r in s["response"]]
+        assert served == pytest.approx(ours, abs=0.5)
+        assert s["pick"] == "ABCD"[max(range(4), key=ours.__getitem__)]

