@@ -21,7 +21,7 @@ sample:
 corpus recipe="recipes/corpus/sample.yaml":
     moss-data corpus {{recipe}}
 
-# the whole chain on the embedded default (~N min, 2-core CPU): corpus, pretrain, dialogues, feedback, SFT, DPO, chat, eval
+# the whole chain on the embedded default (2-core CPU): corpus, pretrain, dialogues, feedback, SFT, DPO, chat, eval report
 demo: sample
     python -m moss_demo.demo
 

@@ -71,7 +71,7 @@ def test_the_sample_chain_runs_with_the_learned_classifier(sample_run, tmp_path)
     train_quality(recipe)
     corpus = sample_run.model_copy(deep=True)
     corpus.output_dir = tmp_path / "corpus"
-    corpus.filters.learned_quality = {"zh": LearnedQualityConfig(model=tmp_path / "q" / "model.bin", threshold=0.9)}
+    corpus.filters.learned_quality = {"zh": LearnedQualityConfig(model=tmp_path / "q" / "model.bin", threshold=0.8)}
     corpus.dedup.enabled = corpus.tokenize.enabled = False  # the clean stage is what this checks
     assert corpus.filters.toxicity.enabled and corpus.pii.cn_mobile and corpus.pii.cn_resident_id
     report_dir = run_corpus(corpus)

@@ -48,7 +48,7 @@ def model_text(text: str, max_tokens: int = 1000) -> str:
 
 class FastTextParams(StrictModel):
     epoch: int = Field(20, ge=1)
-    lr: float = Field(0.5, gt=0)
+    lr: float = Field(0.5, gt=0, description="halved and retried (3 times) if training diverges to NaN")
     word_ngrams: int = Field(2, ge=1, le=5)
     dim: int = Field(64, ge=8)
     min_count: int = Field(1, ge=1)
@@ -194,8 +194,19 @@ def train_quality(recipe: QualityTrainRecipe) -> dict:
     train_file = out / "train.txt"
     train_file.write_text("".join(f"__label__{r['label']} {model_text(r['text'], ft.max_tokens)}\n" for r in train),
                           encoding="utf-8")
-    model = fasttext.train_supervised(input=str(train_file), epoch=ft.epoch, lr=ft.lr, wordNgrams=ft.word_ngrams,
-                                      dim=ft.dim, minCount=ft.min_count, seed=recipe.seed, thread=1, verbose=0)
+    lr = ft.lr
+    for attempt in range(4):
+        try:
+            model = fasttext.train_supervised(input=str(train_file), epoch=ft.epoch, lr=lr, wordNgrams=ft.word_ngrams,
+                                              dim=ft.dim, minCount=ft.min_count, seed=recipe.seed, thread=1,
+                                              verbose=0)
+            break
+        except RuntimeError as e:  # fastText's "Encountered NaN": the learning rate was too high for these data
+            if "NaN" not in str(e) or attempt == 3:
+                raise
+            lr /= 2
+            logger.warning(f"train-quality: fastText diverged; retrying with lr {lr}")
+    report["lr_used"] = lr
     model.save_model(str(out / MODEL_FILE))
     predicted = [model.predict(model_text(r["text"], ft.max_tokens))[0][0].removeprefix("__label__") for r in held]
     report |= {"train": len(train), "heldout": agreement([r["label"] for r in held], predicted),
