@@ -14,11 +14,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from moss_data.formats import Capabilities, Turn, meta_instruction, neutralize_markers
+from moss_data.formats import Capabilities, meta_instruction
 from moss_data.llm import BackendConfig, SamplingParams
+from moss_train.eval.benchmarks import STOPS, moss_prompt
 from moss_train.eval.config import AnswerConfig, CheckpointSpec
 
-STOPS = ["<eom>", "<|Human|>", "<eoh>"]
 
 
 @contextmanager
@@ -44,14 +44,6 @@ def served(checkpoint: CheckpointSpec, log_dir: Path):
         yield build_backend(http), http
 
 
-def tool_free_prompt(prompt: str, quality: int | None) -> str:
-    """MOSS's text up to the reply of a one-turn, tool-free conversation (the reply itself is left empty)."""
-    turn = Turn(neutralize_markers(prompt), "", quality=quality).serialize()
-    head = turn[: turn.rindex("<|MOSS|>:") + len("<|MOSS|>:")]
-    tag = f" <quality:{quality}>" if quality is not None else ""
-    return meta_instruction(Capabilities()) + head + tag
-
-
 def answer(backend, prompts: list[str], cfg: AnswerConfig, quality: int | None = None, seed: int = 0,
            prompt_format: str = "moss") -> list[dict]:
     """``{"reply", "finish_reason", "tokens"}`` per prompt, in order. ``chat_template``: the model's own chat
@@ -63,6 +55,6 @@ def answer(backend, prompts: list[str], cfg: AnswerConfig, quality: int | None =
         gens = backend.chat([[{"role": "system", "content": system}, {"role": "user", "content": p}]
                              for p in prompts], params)
     else:
-        gens = backend.complete([tool_free_prompt(p, quality) for p in prompts], params)
+        gens = backend.complete([moss_prompt(p, (), quality) for p in prompts], params)  # one tool-free turn
     return [{"reply": g.text.strip(), "finish_reason": g.finish_reason, "tokens": g.completion_tokens,
              **({"error": g.error} if g.error else {})} for g in gens]
