@@ -114,7 +114,7 @@ def test_the_real_judge_answers_every_request_in_both_orders(smollm2, eval_sets)
     assert all(r["outcome"] in (0, 0.25, 0.5, 0.75, 1) for r in rows)
 
 
-def test_grounding_against_really_executed_tools():
+def test_grounding_against_really_executed_tools(sample_run):
     from moss_data.tools.search import SearchIndex
 
     reg = ToolRegistry(Capabilities(calculator=True, equation_solver=True))
@@ -123,7 +123,7 @@ def test_grounding_against_really_executed_tools():
     assert not grounded("Calculate", "It is about 9000.", [calc], "")
     solved = reg.execute('Solve("x+y=20;x-y=6")').calls[0].output
     assert grounded("Solve", "x is 13 and y is 7.", [solved], "") and not grounded("Solve", "x = 12", [solved], "")
-    index = SearchIndex.from_shards(REPO / "data" / "sample" / "corpus" / "clean")
+    index = SearchIndex.from_shards(sample_run.output_dir / "clean")  # built by this session, not left by a demo
     search = ToolRegistry(Capabilities(web_search=True), index).execute('Search("Debian 项目的发布有哪些特征")')
     snippet = search.text.split("<|1|>:", 1)[1].strip().strip('"')[:60]
     assert grounded("Search", f"据搜索结果<sup><|1|></sup>，{snippet}", [], search.text)
@@ -181,7 +181,7 @@ def test_safety_labels_on_real_replies():
     assert f["refusal_rate"]["n"] == 3 and f["over_refusal_rate"]["ci"][0] < 0.5 < f["over_refusal_rate"]["ci"][1]
 
 
-def test_a_real_run_writes_every_section_and_resumes(smollm2, eval_sets, tmp_path):
+def test_a_real_run_writes_every_section_and_resumes(smollm2, eval_sets, sample_run, tmp_path):
     from moss_data.recipe import load_recipe
     from moss_train.eval.config import EvalRecipe
     from moss_train.eval.run import run_eval
@@ -192,7 +192,7 @@ def test_a_real_run_writes_every_section_and_resumes(smollm2, eval_sets, tmp_pat
         "name": "test", "output_dir": tmp_path / "eval", "eval_sets": eval_sets,
         "checkpoints": [{"name": "base", "model": smollm2}, {"name": "tagged", "model": smollm2, "quality": 5}],
         "answers": {"max_new_tokens": 24}, "winrate": {"per_language": 2, "bootstrap": 200},
-        "tools": {"limit": 2, "max_new_tokens": 16, "search_corpus": REPO / "data/sample/corpus/clean"},
+        "tools": {"limit": 2, "max_new_tokens": 16, "search_corpus": sample_run.output_dir / "clean"},
         "safety": {"harmful": 2, "benign": 2}, "steering": {"prompts": 2},
         "benchmarks": {"humaneval": {"limit": 1, "max_new_tokens": 48}}})
     results = run_eval(recipe)
