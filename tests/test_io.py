@@ -77,3 +77,22 @@ def test_candidate_ids_are_made_and_parsed_in_one_place():
     for bad in ("en-writing:t3", "en-writing:t3:cx", "nothing:c1"):
         with pytest.raises(FormatError):
             parse_candidate_id(bad)
+
+
+def test_pypi_packages_are_downloaded_once_by_their_exact_name_and_version(tmp_path):
+    import zipfile
+
+    from moss_data.io.pypi import download_package, find_archive
+
+    # another package whose name starts the same, and another version: neither is taken for six 1.16.0
+    (tmp_path / "six_extra-1.16.0-py3-none-any.whl").write_bytes(b"")
+    (tmp_path / "six-1.15.0-py2.py3-none-any.whl").write_bytes(b"")
+    assert find_archive(tmp_path, "six", "1.16.0") is None
+    wheel = download_package("six==1.16.0", tmp_path, purpose="the test")
+    assert wheel.name == "six-1.16.0-py2.py3-none-any.whl" and "six.py" in zipfile.ZipFile(wheel).namelist()
+    stamp = wheel.stat().st_mtime_ns
+    assert download_package("six==1.16.0", tmp_path, purpose="the test") == wheel and wheel.stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="pin an exact version"):
+        download_package("six", tmp_path, purpose="the test")
+    with pytest.raises(RuntimeError, match=r"six==0\.0\.0 from PyPI \(the test\)"):
+        download_package("six==0.0.0", tmp_path, purpose="the test")

@@ -24,8 +24,6 @@ import gzip
 import json
 import random
 import re
-import subprocess
-import sys
 import sysconfig
 import tempfile
 import time
@@ -41,6 +39,7 @@ from moss_data.corpus.sample import fetch_debs
 from moss_data.dedup.groundtruth import all_pairs, plant_near_duplicate, reference_shingles
 from moss_data.dedup.config import DedupConfig
 from moss_data.dedup.minhash import candidate_pairs, verify_pairs
+from moss_data.io.pypi import download_package
 from moss_data.text.minhash import LSHParams, MinHasher
 from moss_data.text.shingles import shingle_hashes
 
@@ -58,15 +57,10 @@ def load_code(cache: Path) -> list[str]:
     for pkg in ("pip", "setuptools", "pkg_resources"):
         files += sorted((purelib / pkg).rglob("*.py"))
     wheels = cache / "wheels"
-    if not list(wheels.glob("*.whl")):
-        wheels.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:", "-d", str(wheels),
-             "pip==24.0", "setuptools==69.5.1"],
-            check=True,
-        )
+    pinned = [download_package(requirement, wheels, purpose="the dedup benchmark's code")
+              for requirement in ("pip==24.0", "setuptools==69.5.1")]
     texts = [p.read_text(encoding="utf-8", errors="replace") for p in files]
-    for whl in sorted(wheels.glob("*.whl")):
+    for whl in pinned:
         with zipfile.ZipFile(whl) as z:
             texts += [z.read(n).decode("utf-8", "replace") for n in sorted(z.namelist()) if n.endswith(".py")]
     return [t for t in texts if len(t) > 200]

