@@ -31,7 +31,7 @@ check-recipe recipe:
 
 # the default test run (slow tests excluded; see test-all)
 test *args:
-    python -m pytest -q {{args}}
+    python -m pytest -q --durations=25 {{args}}
 
 # the inner loop: all but the Slurm/Ray runs, kill/resume runs, 2-rank training, the vLLM server and the model-heavy tests
 test-fast *args:

@@ -50,59 +50,68 @@ def _short(text: str) -> str:
     return text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 1] + "…"
 
 
-class EnglishToxicityFilter(BaseFilter):
+def _rule(n: int, share: float, max_n: int, min_n: int, max_share: float, reasons: tuple[str, str]) -> str | None:
+    """Both languages' rule: too many hits, or at least ``min_n`` of them at too high a share."""
+    if n > max_n:
+        return reasons[0]
+    if n >= min_n and share > max_share:
+        return reasons[1]
+    return None
+
+
+class _ToxicityFilter(BaseFilter):
+    """Drops a document when :meth:`offence` names a reason; its evidence goes to ``metadata['toxicity']``."""
+
+    name = "🤬 Toxicity"
+
+    def __init__(self, config: ToxicityConfig | None = None, exclusion_writer=None):
+        super().__init__(exclusion_writer)
+        self.config = config or ToxicityConfig()
+
+    def offence(self, text: str) -> tuple[str, dict] | None:
+        raise NotImplementedError
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        found = self.offence(doc.text)
+        if found is None:
+            return True
+        reason, doc.metadata["toxicity"] = found
+        return False, reason
+
+
+class EnglishToxicityFilter(_ToxicityFilter):
     """Drops English documents with many or mostly offensive sentences; reasons ``toxic_en_count``,
     ``toxic_en_share``."""
 
-    name = "🤬 Toxicity"
-
-    def __init__(self, config: ToxicityConfig | None = None, exclusion_writer=None):
-        super().__init__(exclusion_writer)
-        self.config = config or ToxicityConfig()
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+    def offence(self, text: str) -> tuple[str, dict] | None:
         c = self.config
-        sents = sentences(doc.text)[: c.en_max_sentences]
+        sents = sentences(text)[: c.en_max_sentences]
         if not sents:
-            return True
+            return None
         scores = english_offense_scores(sents)
         flagged = [(p, s) for p, s in zip(scores, sents) if p >= c.en_sentence_threshold]
         n = len(flagged)
-        if n > c.en_max_offensive_sentences:
-            reason = "toxic_en_count"
-        elif n >= c.en_min_offensive_sentences and n / len(sents) > c.en_max_offensive_share:
-            reason = "toxic_en_share"
-        else:
-            return True
+        reason = _rule(n, n / len(sents), c.en_max_offensive_sentences, c.en_min_offensive_sentences,
+                       c.en_max_offensive_share, ("toxic_en_count", "toxic_en_share"))
+        if reason is None:
+            return None
         top = max(flagged)
-        doc.metadata["toxicity"] = {"offensive_sentences": n, "sentences": len(sents),
-                                    "top_score": round(top[0], 3), "example": _short(top[1])}
-        return False, reason
+        return reason, {"offensive_sentences": n, "sentences": len(sents), "top_score": round(top[0], 3),
+                        "example": _short(top[1])}
 
 
-class ChineseToxicityFilter(BaseFilter):
+class ChineseToxicityFilter(_ToxicityFilter):
     """Drops Chinese documents with many or dense listed offensive words; reasons ``toxic_zh_count``,
     ``toxic_zh_density``."""
 
-    name = "🤬 Toxicity"
-
-    def __init__(self, config: ToxicityConfig | None = None, exclusion_writer=None):
-        super().__init__(exclusion_writer)
-        self.config = config or ToxicityConfig()
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+    def offence(self, text: str) -> tuple[str, dict] | None:
         c = self.config
-        words = offensive_zh_words(doc.text)
-        if not words:
-            return True
+        words = offensive_zh_words(text)
         n = len(words)
-        per_1k = 1000 * n / max(len(CJK.findall(doc.text)), 1)
-        if n > c.zh_max_words:
-            reason = "toxic_zh_count"
-        elif n >= c.zh_min_words and per_1k > c.zh_max_words_per_1k:
-            reason = "toxic_zh_density"
-        else:
-            return True
-        doc.metadata["toxicity"] = {"offensive_words": n, "per_1k_chars": round(per_1k, 2),
-                                    "example": "、".join(sorted(set(words)))}
-        return False, reason
+        per_1k = 1000 * n / max(len(CJK.findall(text)), 1)
+        reason = _rule(n, per_1k, c.zh_max_words, c.zh_min_words, c.zh_max_words_per_1k,
+                       ("toxic_zh_count", "toxic_zh_density"))
+        if reason is None:
+            return None
+        return reason, {"offensive_words": n, "per_1k_chars": round(per_1k, 2),
+                        "example": "、".join(sorted(set(words)))}
