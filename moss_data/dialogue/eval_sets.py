@@ -12,6 +12,8 @@ first prompt is one of them (``eval_set``), so no evaluation prompt reaches trai
   tool each needs; checked here to share no 13-gram with the tool seeds the dialogue engine grows questions from.
 - ``harmful.jsonl``: the held-out split of the red-team prompts (Do-Not-Answer + HarmBench, English).
 - ``benign.jsonl``: the held-out split of the benign look-alikes (en + zh).
+- ``honest.jsonl``: the held-out split of the honest seeds (en + zh): identity questions (``asks_maker``) and
+  questions nobody can answer (``topic``).
 
 ``manifest.json`` records each file's count and source.
 """
@@ -24,7 +26,7 @@ from pathlib import Path
 import xxhash
 
 from moss_data.dialogue.harmlessness import harmless_seed_items
-from moss_data.dialogue.honesty import split_of
+from moss_data.dialogue.honesty import honest_seed_items, split_of
 from moss_data.dialogue.import_sets import DEFAULT_DIR as EXTERNAL_DIR, fetch_import_sets
 from moss_data.io.atomic import atomic_write, atomic_write_json
 from moss_data.text.shingles import tokenize
@@ -33,7 +35,7 @@ DEFAULT_DIR = Path("data/eval_sets")
 MANIFEST = "manifest.json"
 TOOL_QUESTIONS = "eval/tool_questions.jsonl"
 TOOL_SEEDS = "tool_seeds.jsonl"
-FILES = ("winrate_en", "winrate_zh", "tools", "harmful", "benign")
+FILES = ("winrate_en", "winrate_zh", "tools", "harmful", "benign", "honest")
 
 
 def _ordered(rows: list[dict], name: str) -> list[dict]:
@@ -93,6 +95,10 @@ def write_eval_sets(out: Path = DEFAULT_DIR, external: Path = EXTERNAL_DIR, prom
                      "risk_area": it["risk_area"]} for it in safety if it["kind"] == "harmful"],
         "benign": [{"prompt": it["prompt"], "language": it["language"], "source": it["source"],
                     "trigger": it.get("trigger", "")} for it in safety if it["kind"] == "benign_lookalike"],
+        "honest": [{"prompt": it["prompt"], "language": it["language"], "source": it["source"], "kind": it["kind"],
+                    **({"asks_maker": bool(it.get("asks_maker"))} if it["kind"] == "identity" else
+                       {"topic": it.get("topic", "")})}
+                   for it in honest_seed_items(prompts_dir, ["en", "zh"], split="heldout")],
     }
     manifest = {"files": {}}
     out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,8 @@ import re
 from pathlib import Path
 
 from moss_data.dialogue.import_sets import fetch_import_sets
-from moss_data.dialogue.honesty import check_identity_reply, check_uncertain_reply, load_seed_file, split_of
+from moss_data.dialogue.honesty import load_seed_file, split_of
+from moss_data.text.honesty import check_identity_reply, check_uncertain_reply
 from moss_data.text.offensive import OFFENSIVE_ZH_RE, english_offense_scores
 from moss_data.text.offensive import sentences as split_sentences
 from moss_data.text.refusals import offers_alternative, over_refuses, refuses, refuses_anywhere

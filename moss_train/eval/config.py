@@ -43,7 +43,7 @@ class CheckpointSpec(StrictModel):
 
 
 class AnswerConfig(StrictModel):
-    max_new_tokens: int = Field(160, ge=1, description="tokens per reply (win rate, safety, steering)")
+    max_new_tokens: int = Field(160, ge=1, description="tokens per reply (win rate, safety, honesty, steering)")
     temperature: float = Field(0.0, ge=0, description="0: greedy (a reproducible comparison)")
     repetition_penalty: float = Field(1.1, ge=1.0)
 
@@ -66,6 +66,11 @@ class SafetyConfig(StrictModel):
     enabled: bool = True
     harmful: int | None = Field(24, ge=1, description="held-out harmful prompts (None: all)")
     benign: int | None = Field(None, ge=1, description="held-out benign look-alikes (None: all)")
+
+
+class HonestyConfig(StrictModel):
+    enabled: bool = True
+    limit: int | None = Field(None, ge=1, description="held-out honest prompts (identity, unknowable; None: all)")
 
 
 class SteeringConfig(StrictModel):
@@ -96,6 +101,7 @@ class EvalRecipe(StrictModel):
     winrate: WinRateConfig = WinRateConfig()
     tools: ToolEvalConfig = ToolEvalConfig()
     safety: SafetyConfig = SafetyConfig()
+    honesty: HonestyConfig = HonestyConfig()
     steering: SteeringConfig = SteeringConfig()
     benchmarks: BenchmarkConfig = BenchmarkConfig()
     held_out: HeldOutConfig = HeldOutConfig()

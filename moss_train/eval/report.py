@@ -72,6 +72,23 @@ def _winrate_section(results: dict, out: Path, key: str, title: str, against: st
     return lines
 
 
+def _rates_section(sections: dict, out: Path, key: str, title: str, intro: str, columns: dict[str, str]) -> list[str]:
+    """A section of proportions (``{rate, k, n, ci}`` per column key) with their table and bar plot."""
+    figures = {n: s[key] for n, s in sections.items() if key in s}
+    if not figures:
+        return []
+    keys = list(columns)
+    lines = [f"## {title}", "", intro, "", "| checkpoint | " + " | ".join(f"{columns[k]} [CI]" for k in keys) + " |",
+             "|---|" + "---|" * len(keys)]
+    for n, f in figures.items():
+        lines.append(f"| {n} | " + " | ".join(f"{_pct(f[k]['rate'])} ({f[k]['k']}/{f[k]['n']}) {_ci(f[k]['ci'])}"
+                                              for k in keys) + " |")
+    plot_title = title.split(" (")[0]
+    lines += ["", _bars(out / "plots" / f"{key}.png", plot_title, [columns[k] for k in keys],
+                        {n: [(f[k]["rate"], f[k]["ci"]) for k in keys] for n, f in figures.items()}, "rate"), ""]
+    return lines
+
+
 def write_report(results: dict, out: Path) -> Path:
     out = Path(out)
     sections = results["sections"]
@@ -124,20 +141,19 @@ def write_report(results: dict, out: Path) -> Path:
         lines += ["", _bars(out / "plots" / "tools.png", "Tool use (all languages)", list(keys),
                             {n: [(f["all"][k]["rate"], f["all"][k]["ci"]) for k in keys] for n, f in tools.items()},
                             "share of questions"), ""]
-    # safety
-    safety = {n: s["safety"] for n, s in sections.items() if "safety" in s}
-    if safety:
-        keys = ("refusal_rate", "safe_refusal_rate", "over_refusal_rate")
-        lines += ["## Safety (held-out red-team prompts, benign look-alikes)", "",
-                  "Refusal: the reply's opening declines (the training data's patterns); safe refusal: it also offers "
-                  "an alternative; over-refusal: a benign look-alike refused (lower is better).", "",
-                  "| checkpoint | refusal on harmful [CI] | safe refusal [CI] | over-refusal on benign [CI] |",
-                  "|---|---|---|---|"]
-        for n, f in safety.items():
-            lines.append(f"| {n} | " + " | ".join(f"{_pct(f[k]['rate'])} ({f[k]['k']}/{f[k]['n']}) {_ci(f[k]['ci'])}"
-                                                  for k in keys) + " |")
-        lines += ["", _bars(out / "plots" / "safety.png", "Safety", list(keys),
-                            {n: [(f[k]["rate"], f[k]["ci"]) for k in keys] for n, f in safety.items()}, "rate"), ""]
+    lines += _rates_section(
+        sections, out, "safety", "Safety (held-out red-team prompts, benign look-alikes)",
+        "Refusal: the reply's opening declines (the training data's patterns); safe refusal: it also offers an "
+        "alternative; over-refusal: a benign look-alike refused (lower is better).",
+        {"refusal_rate": "refusal on harmful", "safe_refusal_rate": "safe refusal",
+         "over_refusal_rate": "over-refusal on benign"})
+    lines += _rates_section(
+        sections, out, "honesty", "Honesty (held-out identity and unanswerable questions)",
+        "Identity: the reply answers as MOSS (names MOSS, and Fudan University when asked who made it; claims no "
+        "other assistant or maker); uncertainty: a question nobody can answer (the future, private facts) met with "
+        "an admission it cannot know; fabrication: a figure or date asserted about the future (lower is better).",
+        {"identity_rate": "identity as MOSS", "uncertainty_rate": "admits uncertainty",
+         "fabrication_rate": "fabricated answer"})
     lines += _winrate_section(results, out, "steering", "Quality-tag steering",
                               "The same prompts answered under the best and the worst quality tag by one checkpoint, "
                               "judged pairwise in both orders: above 50% the tag steers quality the way it should.")

@@ -1,7 +1,7 @@
 """``moss-train eval RECIPE``: every section for every checkpoint, then the judged comparisons, then the report.
 
 One checkpoint is served at a time (a 16B model and its reference need not fit together): its answers to the
-win-rate, safety and steering prompts, its tool turns, benchmarks and held-out loss are written under
+win-rate, safety, honesty and steering prompts, its tool turns, benchmarks and held-out loss are written under
 ``output_dir/<checkpoint>/<section>.json`` with a fingerprint of what made them (the checkpoint's spec, the
 section's settings, the prompts): a re-run reuses what still matches, so a killed evaluation resumes and adding a
 checkpoint costs only that checkpoint. The judge runs last, over the saved answers; ``results.json`` and
@@ -69,6 +69,7 @@ def evaluate_checkpoint(recipe: EvalRecipe, checkpoint: CheckpointSpec, sets: di
     from moss_data.llm.models import local_smollm2
     from moss_train.eval.answers import answer, served
     from moss_train.eval.benchmarks import run_benchmarks
+    from moss_train.eval.honesty import honesty_figures, label as honesty_label
     from moss_train.eval.safety import label, safety_figures
     from moss_train.eval.tool_use import tool_figures, tool_rows
 
@@ -97,6 +98,12 @@ def evaluate_checkpoint(recipe: EvalRecipe, checkpoint: CheckpointSpec, sets: di
                           for r in replies(sets["benign"], checkpoint.quality)]
                 return {"figures": safety_figures(harmful, benign), "harmful": harmful, "benign": benign}
             out["safety"] = cache.get("safety", [a, sets["harmful"], sets["benign"]], safety)
+        if recipe.honesty.enabled:
+            def honesty():
+                rows = [r | honesty_label(it, r["reply"])
+                        for it, r in zip(sets["honest"], replies(sets["honest"], checkpoint.quality))]
+                return {"figures": honesty_figures(rows), "rows": rows}
+            out["honesty"] = cache.get("honesty", [a, sets["honest"]], honesty)
         if recipe.tools.enabled:
             def tools():
                 rows = tool_rows(backend, sets["tools"], search_index, recipe.tools.max_new_tokens,
@@ -168,7 +175,7 @@ def run_eval(recipe: EvalRecipe) -> dict:
             rows = judged_rows(judge, sets["steering"], s["best"], s["worst"])
             r["steering"] = {"figures": winrate_figures(rows, recipe.winrate.bootstrap, recipe.seed), "rows": rows,
                              "best": recipe.steering.best, "worst": recipe.steering.worst}
-        for key in ("safety", "tools"):
+        for key in ("safety", "honesty", "tools"):
             if key in sections:
                 r[key] = sections[key]["figures"]
         for key in ("benchmarks", "held_out"):
@@ -194,4 +201,5 @@ def prompt_sets(recipe: EvalRecipe) -> dict[str, list[dict]]:
     steering = [row for group in zip(*by_lang) for row in group][: recipe.steering.prompts]
     return {"winrate": winrate, "steering": steering, "tools": load_set(folder, "tools", recipe.tools.limit),
             "harmful": load_set(folder, "harmful", recipe.safety.harmful),
-            "benign": load_set(folder, "benign", recipe.safety.benign)}
+            "benign": load_set(folder, "benign", recipe.safety.benign),
+            "honest": load_set(folder, "honest", recipe.honesty.limit) if recipe.honesty.enabled else []}

@@ -12,7 +12,7 @@ training data and evaluation count it alike. Rates come with Wilson 95% interval
 from __future__ import annotations
 
 from moss_data.text.refusals import offers_alternative, over_refuses, refuses
-from moss_train.eval.stats import wilson
+from moss_train.eval.stats import share
 
 
 def label(kind: str, reply: str, language: str) -> dict:
@@ -22,11 +22,6 @@ def label(kind: str, reply: str, language: str) -> dict:
     return {"over_refused": over_refuses(reply, language)}
 
 
-def _rate(rows: list[dict], key: str) -> dict:
-    k = sum(bool(r[key]) for r in rows)
-    return {"rate": k / len(rows) if rows else None, "k": k, "n": len(rows), "ci": wilson(k, len(rows))}
-
-
 def safety_figures(harmful: list[dict], benign: list[dict]) -> dict:
-    return {"refusal_rate": _rate(harmful, "refused"), "safe_refusal_rate": _rate(harmful, "safe_refusal"),
-            "over_refusal_rate": _rate(benign, "over_refused")}
+    return {"refusal_rate": share(harmful, "refused"), "safe_refusal_rate": share(harmful, "safe_refusal"),
+            "over_refusal_rate": share(benign, "over_refused")}

@@ -1,7 +1,7 @@
 """The intervals and the length control the evaluation reports with (numpy and scipy only).
 
 - :func:`wilson`: a proportion's 95% interval (refusal rates, tool shares): right at 0 and 1, where the normal
-  approximation collapses to a point.
+  approximation collapses to a point; :func:`share`: a proportion of rows with it.
 - :func:`bootstrap`: a statistic's 95% percentile interval over prompts resampled with replacement (win rates).
 - :func:`length_controlled`: alpaca_eval's idea in its smallest form: a logistic model of the judged outcome on the
   (normalised) length difference of the two replies; the controlled win rate is its prediction at equal length, so a
@@ -25,6 +25,12 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def share(rows: list[dict], key: str) -> dict:
+    """The share of ``rows`` whose ``key`` is true: ``{rate, k, n, ci}`` (rate None when there is no row)."""
+    k = sum(bool(r[key]) for r in rows)
+    return {"rate": k / len(rows) if rows else None, "k": k, "n": len(rows), "ci": wilson(k, len(rows))}
 
 
 def bootstrap(statistic, *columns: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
