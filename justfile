@@ -104,7 +104,7 @@ bench-scale sizes="10000,100000,1000000":
 corpus-status recipe *args:
     moss-data corpus-status {{recipe}} {{args}}
 
-# the evaluation's held-out prompt sets (win rate en/zh, tool questions, harmful/benign) under data/eval_sets
+# the evaluation's held-out prompt sets (win rate en/zh, tools, harmful/benign, honest) under data/eval_sets
 eval-sets:
     moss-data eval-sets
 

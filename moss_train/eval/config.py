@@ -70,7 +70,8 @@ class SafetyConfig(StrictModel):
 
 class HonestyConfig(StrictModel):
     enabled: bool = True
-    limit: int | None = Field(None, ge=1, description="held-out honest prompts (identity, unknowable; None: all)")
+    identity: int | None = Field(None, ge=1, description="held-out identity questions (None: all)")
+    unknowable: int | None = Field(None, ge=1, description="held-out questions nobody can answer (None: all)")
 
 
 class SteeringConfig(StrictModel):

@@ -202,4 +202,12 @@ def prompt_sets(recipe: EvalRecipe) -> dict[str, list[dict]]:
     return {"winrate": winrate, "steering": steering, "tools": load_set(folder, "tools", recipe.tools.limit),
             "harmful": load_set(folder, "harmful", recipe.safety.harmful),
             "benign": load_set(folder, "benign", recipe.safety.benign),
-            "honest": load_set(folder, "honest", recipe.honesty.limit) if recipe.honesty.enabled else []}
+            "honest": _honest(folder, recipe) if recipe.honesty.enabled else []}
+
+
+def _honest(folder: Path, recipe: EvalRecipe) -> list[dict]:
+    """The first identity and the first unanswerable questions, each kind to its own count."""
+    rows = load_set(folder, "honest")
+    h = recipe.honesty
+    return ([r for r in rows if r["kind"] == "identity"][: h.identity]
+            + [r for r in rows if r["kind"] == "unknowable"][: h.unknowable])

@@ -107,6 +107,8 @@ class ChineseToxicityFilter(_ToxicityFilter):
     def offence(self, text: str) -> tuple[str, dict] | None:
         c = self.config
         words = offensive_zh_words(text)
+        if not words:  # most documents: no need to count their characters
+            return None
         n = len(words)
         per_1k = 1000 * n / max(len(CJK.findall(text)), 1)
         reason = _rule(n, per_1k, c.zh_max_words, c.zh_min_words, c.zh_max_words_per_1k,
