@@ -48,7 +48,8 @@ def model_text(text: str, max_tokens: int = 1000) -> str:
 
 class FastTextParams(StrictModel):
     epoch: int = Field(20, ge=1)
-    lr: float = Field(0.5, gt=0, description="halved and retried (3 times) if training diverges to NaN")
+    lr: float = Field(0.5, gt=0, description="halved and retried (3 times) if training diverges to NaN or collapses "
+                    "to one class")
     word_ngrams: int = Field(2, ge=1, le=5)
     dim: int = Field(64, ge=8)
     min_count: int = Field(1, ge=1)
@@ -190,9 +191,13 @@ def train_quality(recipe: QualityTrainRecipe) -> dict:
         raise ValueError(report["error"])
     train = [r for r in labels if _hash_share(f"{recipe.seed}:{r['id']}") >= recipe.heldout_share]
     held = [r for r in labels if _hash_share(f"{recipe.seed}:{r['id']}") < recipe.heldout_share]
+    # SGD reads the file in order: lines grouped by label would end training on one class (a collapsed model on
+    # some label sets), so the lines are interleaved by a hash of their ids
+    train.sort(key=lambda r: _hash_share(f"{recipe.seed}:order:{r['id']}"))
     ft = recipe.fasttext
+    train_texts = [model_text(r["text"], ft.max_tokens) for r in train]
     train_file = out / "train.txt"
-    train_file.write_text("".join(f"__label__{r['label']} {model_text(r['text'], ft.max_tokens)}\n" for r in train),
+    train_file.write_text("".join(f"__label__{r['label']} {t}\n" for r, t in zip(train, train_texts)),
                           encoding="utf-8")
     lr = ft.lr
     for attempt in range(4):
@@ -200,12 +205,18 @@ def train_quality(recipe: QualityTrainRecipe) -> dict:
             model = fasttext.train_supervised(input=str(train_file), epoch=ft.epoch, lr=lr, wordNgrams=ft.word_ngrams,
                                               dim=ft.dim, minCount=ft.min_count, seed=recipe.seed, thread=1,
                                               verbose=0)
-            break
         except RuntimeError as e:  # fastText's "Encountered NaN": the learning rate was too high for these data
             if "NaN" not in str(e) or attempt == 3:
                 raise
-            lr /= 2
-            logger.warning(f"train-quality: fastText diverged; retrying with lr {lr}")
+            problem = "diverged to NaN"
+        else:
+            collapsed = len({model.predict(t)[0][0] for t in train_texts}) == 1  # also a rate too high
+            if not collapsed or attempt == 3:
+                break
+            problem = "predicts one class for every training document"
+        lr /= 2
+        logger.warning(f"train-quality: fastText {problem}; retrying with lr {lr}")
+    report["collapsed"] = collapsed  # still one class at the smallest rate: the labels give it nothing to learn
     report["lr_used"] = lr
     model.save_model(str(out / MODEL_FILE))
     predicted = [model.predict(model_text(r["text"], ft.max_tokens))[0][0].removeprefix("__label__") for r in held]
