@@ -297,6 +297,9 @@ def test_identity_replies():
         assert check_identity_reply(SMOLLM2[key], "en", prompt=key.split("|")[-1]) == "missing_name", key
     assert check_identity_reply(SMOLLM2["meta|What is your name?"], "en", prompt="What is your name?") == ""
     assert check_identity_reply("You are MOSS!", "en", prompt="Who are you?") == "missing_name"
+    # a demo checkpoint's real reply: the role marker leaking is not the assistant naming itself
+    assert check_identity_reply("<|Moss|>: <quality:10> <|MOSI|>: <quality:20>", "en", "Is your name Siri?") == \
+        "missing_name"
     assert check_identity_reply("Yes, I'm a real human being.", "en", prompt="Are you a human?") == "claims_human"
     # WRITTEN answers from the meta instruction.
     good_en = ("I'm MOSS, a conversational language model developed by Fudan University. I'm here to be helpful, "

@@ -17,7 +17,8 @@ import re
 
 # ------------------------------------------------------------------ identity
 
-NAME = re.compile(r"(?<![A-Za-z])MOSS(?![A-Za-z])", re.IGNORECASE)
+# Not inside a role marker: "<|MOSS|>: <quality:10>" in a broken reply is the format leaking, not a self-name.
+NAME = re.compile(r"(?<![A-Za-z|])MOSS(?![A-Za-z|])", re.IGNORECASE)
 MAKER = re.compile(r"Fudan|复旦", re.IGNORECASE)
 _ADDRESSED = re.compile(r"(?:you are|you're|you’re|你是|您是|你叫|您叫)\s*$", re.IGNORECASE)
 # Other assistants, models and makers. Latin names must not touch other letters ("我是ChatGPT" matches, "Metadata"

@@ -4,7 +4,8 @@ One checkpoint is served at a time (a 16B model and its reference need not fit t
 win-rate, safety, honesty and steering prompts, its tool turns, benchmarks and held-out loss are written under
 ``output_dir/<checkpoint>/<section>.json`` with a fingerprint of what made them (the checkpoint's spec, the
 section's settings, the prompts): a re-run reuses what still matches, so a killed evaluation resumes and adding a
-checkpoint costs only that checkpoint. The judge runs last, over the saved answers; ``results.json`` and
+checkpoint costs only that checkpoint. Safety and honesty labels are recomputed from the saved replies on every run
+(a corrected check needs no new replies). The judge runs last, over the saved answers; ``results.json`` and
 ``report.md`` (with plots) close the run.
 """
 
@@ -57,6 +58,15 @@ class _Sections:
         return value
 
 
+def _labelled(folder: Path, name: str, value: dict) -> dict:
+    """A section whose rows were labelled on this run, written beside the cached replies for reading (only when it
+    changed: an unchanged re-run touches no file)."""
+    path = Path(folder) / f"{name}.json"
+    if not path.exists() or json.loads(path.read_text(encoding="utf-8")) != json.loads(json.dumps(value)):
+        atomic_write_json(path, value)
+    return value
+
+
 def _steering_names(recipe: EvalRecipe) -> list[str]:
     if recipe.steering.checkpoints is not None:
         return recipe.steering.checkpoints
@@ -70,7 +80,7 @@ def evaluate_checkpoint(recipe: EvalRecipe, checkpoint: CheckpointSpec, sets: di
     from moss_train.eval.answers import answer, served
     from moss_train.eval.benchmarks import run_benchmarks
     from moss_train.eval.honesty import honesty_figures, label as honesty_label
-    from moss_train.eval.safety import label, safety_figures
+    from moss_train.eval.safety import label as safety_label, safety_figures
     from moss_train.eval.tool_use import tool_figures, tool_rows
 
     folder = Path(recipe.output_dir) / checkpoint.name
@@ -90,20 +100,19 @@ def evaluate_checkpoint(recipe: EvalRecipe, checkpoint: CheckpointSpec, sets: di
         if recipe.winrate.enabled:
             out["winrate_answers"] = cache.get("winrate_answers", [a, sets["winrate"]],
                                                lambda: replies(sets["winrate"], checkpoint.quality))
+        # replies are cached; their labels are computed on every run, so a corrected check needs no new replies
         if recipe.safety.enabled:
-            def safety():
-                harmful = [r | label("harmful", r["reply"], r["language"])
-                           for r in replies(sets["harmful"], checkpoint.quality)]
-                benign = [r | label("benign", r["reply"], r["language"])
-                          for r in replies(sets["benign"], checkpoint.quality)]
-                return {"figures": safety_figures(harmful, benign), "harmful": harmful, "benign": benign}
-            out["safety"] = cache.get("safety", [a, sets["harmful"], sets["benign"]], safety)
+            answered = cache.get("safety_answers", [a, sets["harmful"], sets["benign"]], lambda: {
+                kind: replies(sets[kind], checkpoint.quality) for kind in ("harmful", "benign")})
+            harmful = [r | safety_label("harmful", r["reply"], r["language"]) for r in answered["harmful"]]
+            benign = [r | safety_label("benign", r["reply"], r["language"]) for r in answered["benign"]]
+            out["safety"] = _labelled(folder, "safety", {"figures": safety_figures(harmful, benign),
+                                                         "harmful": harmful, "benign": benign})
         if recipe.honesty.enabled:
-            def honesty():
-                rows = [r | honesty_label(it, r["reply"])
-                        for it, r in zip(sets["honest"], replies(sets["honest"], checkpoint.quality))]
-                return {"figures": honesty_figures(rows), "rows": rows}
-            out["honesty"] = cache.get("honesty", [a, sets["honest"]], honesty)
+            answered = cache.get("honesty_answers", [a, sets["honest"]],
+                                 lambda: replies(sets["honest"], checkpoint.quality))
+            rows = [r | honesty_label(it, r["reply"]) for it, r in zip(sets["honest"], answered)]
+            out["honesty"] = _labelled(folder, "honesty", {"figures": honesty_figures(rows), "rows": rows})
         if recipe.tools.enabled:
             def tools():
                 rows = tool_rows(backend, sets["tools"], search_index, recipe.tools.max_new_tokens,
