@@ -19,8 +19,10 @@ models are files in the run folder, never downloads. Text is lower-cased word / 
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
+import multiprocessing
 import re
 from pathlib import Path
 from typing import Literal
@@ -167,10 +169,37 @@ def agreement(truth: list[str], predicted: list[str]) -> dict:
             "keep_recall": tp / actual if actual else None}
 
 
-def train_quality(recipe: QualityTrainRecipe) -> dict:
-    """Labels, split, fastText training, agreement on the held-out labels; returns the report."""
+def fit_fasttext(train_file: str, model_file: str, params: dict, seed: int, train_texts: list[str],
+                 held_texts: list[str]) -> dict:
+    """fastText on ``train_file`` (run in a spawned child by :func:`train_quality`): the learning rate is halved and
+    training retried (3 times) when it diverges to NaN or collapses to one class for every training document; saves
+    the model and returns ``{lr, collapsed, held_predictions}``."""
     import fasttext
 
+    ft = FastTextParams(**params)
+    lr = ft.lr
+    for attempt in range(4):
+        try:
+            model = fasttext.train_supervised(input=train_file, epoch=ft.epoch, lr=lr, wordNgrams=ft.word_ngrams,
+                                              dim=ft.dim, minCount=ft.min_count, seed=seed, thread=1, verbose=0)
+        except RuntimeError as e:  # fastText's "Encountered NaN": the learning rate was too high for these data
+            if "NaN" not in str(e) or attempt == 3:
+                raise
+            problem = "diverged to NaN"
+        else:
+            collapsed = len({model.predict(t)[0][0] for t in train_texts}) == 1  # also a rate too high
+            if not collapsed or attempt == 3:
+                break
+            problem = "predicts one class for every training document"
+        lr /= 2
+        logger.warning(f"train-quality: fastText {problem}; retrying with lr {lr}")
+    model.save_model(model_file)
+    return {"lr": lr, "collapsed": collapsed,
+            "held_predictions": [model.predict(t)[0][0].removeprefix("__label__") for t in held_texts]}
+
+
+def train_quality(recipe: QualityTrainRecipe) -> dict:
+    """Labels, split, fastText training, agreement on the held-out labels; returns the report."""
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels = annotated_labels(recipe.annotate, out / "generation") if recipe.mode == "annotate" else \
@@ -199,27 +228,16 @@ def train_quality(recipe: QualityTrainRecipe) -> dict:
     train_file = out / "train.txt"
     train_file.write_text("".join(f"__label__{r['label']} {t}\n" for r, t in zip(train, train_texts)),
                           encoding="utf-8")
-    lr = ft.lr
-    for attempt in range(4):
-        try:
-            model = fasttext.train_supervised(input=str(train_file), epoch=ft.epoch, lr=lr, wordNgrams=ft.word_ngrams,
-                                              dim=ft.dim, minCount=ft.min_count, seed=recipe.seed, thread=1,
-                                              verbose=0)
-        except RuntimeError as e:  # fastText's "Encountered NaN": the learning rate was too high for these data
-            if "NaN" not in str(e) or attempt == 3:
-                raise
-            problem = "diverged to NaN"
-        else:
-            collapsed = len({model.predict(t)[0][0] for t in train_texts}) == 1  # also a rate too high
-            if not collapsed or attempt == 3:
-                break
-            problem = "predicts one class for every training document"
-        lr /= 2
-        logger.warning(f"train-quality: fastText {problem}; retrying with lr {lr}")
-    report["collapsed"] = collapsed  # still one class at the smallest rate: the labels give it nothing to learn
-    report["lr_used"] = lr
-    model.save_model(str(out / MODEL_FILE))
-    predicted = [model.predict(model_text(r["text"], ft.max_tokens))[0][0].removeprefix("__label__") for r in held]
+    # fastText trains in a fresh interpreter: in one long test session it hit "Encountered NaN" at every learning
+    # rate in 0.1 s (what corrupted the process was not found); a spawned child starts clean, and a crash in
+    # native code cannot take the caller down with it
+    held_texts = [model_text(r["text"], ft.max_tokens) for r in held]
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        fitted = pool.submit(fit_fasttext, str(train_file), str(out / MODEL_FILE), ft.model_dump(), recipe.seed,
+                             train_texts, held_texts).result()
+    report["collapsed"] = fitted["collapsed"]  # one class even at the smallest rate: nothing to learn in the labels
+    report["lr_used"] = fitted["lr"]
+    predicted = fitted["held_predictions"]
     report |= {"train": len(train), "heldout": agreement([r["label"] for r in held], predicted),
                "model": str(out / MODEL_FILE), "fasttext": ft.model_dump()}
     atomic_write_json(out / REPORT_FILE, report)
