@@ -169,14 +169,13 @@ def agreement(truth: list[str], predicted: list[str]) -> dict:
             "keep_recall": tp / actual if actual else None}
 
 
-def fit_fasttext(train_file: str, model_file: str, params: dict, seed: int, train_texts: list[str],
+def fit_fasttext(train_file: str, model_file: str, ft: FastTextParams, seed: int, train_texts: list[str],
                  held_texts: list[str]) -> dict:
     """fastText on ``train_file`` (run in a spawned child by :func:`train_quality`): the learning rate is halved and
     training retried (3 times) when it diverges to NaN or collapses to one class for every training document; saves
     the model and returns ``{lr, collapsed, held_predictions}``."""
     import fasttext
 
-    ft = FastTextParams(**params)
     lr = ft.lr
     for attempt in range(4):
         try:
@@ -233,7 +232,7 @@ def train_quality(recipe: QualityTrainRecipe) -> dict:
     # native code cannot take the caller down with it
     held_texts = [model_text(r["text"], ft.max_tokens) for r in held]
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        fitted = pool.submit(fit_fasttext, str(train_file), str(out / MODEL_FILE), ft.model_dump(), recipe.seed,
+        fitted = pool.submit(fit_fasttext, str(train_file), str(out / MODEL_FILE), ft, recipe.seed,
                              train_texts, held_texts).result()
     report["collapsed"] = fitted["collapsed"]  # one class even at the smallest rate: nothing to learn in the labels
     report["lr_used"] = fitted["lr"]
